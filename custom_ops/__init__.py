@@ -1,0 +1,100 @@
+"""Fused filtered leaky ReLU as a compiled TensorFlow custom op (``afgan_tf.custom_ops``).
+
+Layout follows TensorFlow's custom-op template:
+
+* ``cc/ops/filtered_lrelu_ops.cc``: op registration and shape functions of
+  ``AfganFilteredLrelu`` and its backward op ``AfganFilteredLreluGrad``;
+* ``cc/kernels/filtered_lrelu_kernels.cc``: fused C++ CPU kernels (TF thread pool);
+* ``cc/kernels/filtered_lrelu_kernels.cu.cc``: fused CUDA kernels, also callable
+  without TensorFlow through the C entry points in ``filtered_lrelu_cuda.h``;
+* this module: loads the library, registers the gradient, and wraps the op with the
+  same signature and argument checks as ``afgan_tf.ops.filtered_lrelu``.
+
+Build with ``python -m afgan_tf.custom_ops.build``. When the library is missing,
+``afgan_tf.ops.filtered_lrelu(impl='auto')`` falls back to the pure-TF path with one
+warning; ``AFGAN_TF_FORCE_REF=1`` forces that path everywhere.
+"""
+
+import os
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+
+LIBRARY_NAME = 'afgan_filtered_lrelu.so'
+LIBRARY_ENV = 'AFGAN_TF_CUSTOM_OP_LIB'     # Optional explicit path of the built library.
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
+
+_library = None
+_load_error = None
+
+
+def library_path():
+    """Where the library is looked for: ``$AFGAN_TF_CUSTOM_OP_LIB`` or next to this file."""
+    return pathlib.Path(os.environ.get(LIBRARY_ENV) or PACKAGE_DIR / LIBRARY_NAME)
+
+
+def load_library():
+    """Loads the op library once; returns it, or None (see ``load_error()``)."""
+    global _library, _load_error
+    if _library is None and _load_error is None:
+        path = library_path()
+        if not path.is_file():
+            _load_error = f'{path} not found'
+        else:
+            try:
+                _library = tf.load_op_library(str(path))
+            except (tf.errors.NotFoundError, OSError) as e:
+                _load_error = f'{path} failed to load: {e}'
+    return _library
+
+
+def load_error():
+    """Why the library is not loaded (None when it is)."""
+    load_library()
+    return _load_error
+
+
+def is_available():
+    """True when the compiled op library is loaded."""
+    return load_library() is not None
+
+
+def _filter_tensor(f):
+    """Filter as a float32 constant; identity (None) becomes the 1-tap filter [1]."""
+    return tf.constant(np.ones([1], np.float32) if f is None else np.asarray(f, np.float32))
+
+
+def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np.sqrt(2), slope=0.2, clamp=None,
+                   flip_filter=False):
+    """The fused op; same arguments and result as ``afgan_tf.ops.filtered_lrelu``."""
+    from afgan_tf import ops    # Imported here: afgan_tf.ops imports this module lazily too.
+    lib = load_library()
+    if lib is None:
+        raise RuntimeError(f'filtered_lrelu custom op library is not loaded: {_load_error}')
+    x, fu, fd, padding = ops.check_filtered_lrelu_args(x, fu, fd, b, up, down, padding, gain, slope, clamp)
+    in_dtype = x.dtype
+    x = tf.cast(x, tf.float32)
+    b = tf.zeros([x.shape[-1]], tf.float32) if b is None else tf.cast(b, tf.float32)
+    y = lib.afgan_filtered_lrelu(
+        x=x, fu=_filter_tensor(fu), fd=_filter_tensor(fd), b=b, up=int(up), down=int(down),
+        padding=list(padding), gain=float(gain), slope=float(slope),
+        clamp=-1.0 if clamp is None else float(clamp), flip_filter=bool(flip_filter))
+    return tf.cast(y, in_dtype)
+
+
+def _register_gradient():
+    @tf.RegisterGradient('AfganFilteredLrelu')
+    def _filtered_lrelu_grad(op, dy):
+        attrs = {name: op.get_attr(name) for name in ('up', 'down', 'padding', 'gain', 'slope', 'clamp',
+                                                      'flip_filter')}
+        x, fu, fd, b = op.inputs
+        dx = load_library().afgan_filtered_lrelu_grad(dy=dy, x=x, fu=fu, fd=fd, b=b, **attrs)
+        db = tf.reduce_sum(dx, axis=[0, 1, 2])
+        return [dx, None, None, db]
+
+
+try:
+    _register_gradient()
+except KeyError:     # Registered already (module reloaded).
+    pass

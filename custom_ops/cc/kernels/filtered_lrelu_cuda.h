@@ -1,0 +1,38 @@
+// C entry points of the CUDA filtered leaky ReLU kernels. No TensorFlow needed:
+// the TensorFlow GPU kernel calls these with its stream, and the standalone library
+// (libafgan_flrelu_cuda.so) exposes them to ctypes for tests and timing.
+//
+// Pointers x, b, dy, y, dx are device memory (NHWC float32); fu and fd are the raw
+// filters in host memory (afgan_fu_count / afgan_fd_count floats). Calls are
+// asynchronous on `stream`. They return 0, or a negative code (afgan_flrelu_error;
+// afgan_flrelu_cuda_last_error gives the CUDA message for -6).
+
+#ifndef AFGAN_FILTERED_LRELU_CUDA_H_
+#define AFGAN_FILTERED_LRELU_CUDA_H_
+
+#ifdef AFGAN_CUDA_EMULATION
+#include "cuda_emulation.h"   // CPU emulation for tests on machines without a GPU.
+#else
+#include <cuda_runtime.h>
+#endif
+
+#include "filtered_lrelu.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+int afgan_flrelu_cuda_forward(const AfganFlreluParams* p, const float* x, const float* b, const float* fu,
+                              const float* fd, float* y, cudaStream_t stream);
+
+// dx for upstream gradient dy (the bias gradient is the sum of dx over N, H, W).
+int afgan_flrelu_cuda_backward(const AfganFlreluParams* p, const float* dy, const float* x, const float* b,
+                               const float* fu, const float* fd, float* dx, cudaStream_t stream);
+
+const char* afgan_flrelu_cuda_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif  // AFGAN_FILTERED_LRELU_CUDA_H_

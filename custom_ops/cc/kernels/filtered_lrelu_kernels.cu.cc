@@ -1,0 +1,251 @@
+// Fused CUDA kernels of the filtered leaky ReLU (forward and gradient).
+//
+// One thread block computes one output tile of one image for kCh channels: it loads
+// the input region the tile depends on into shared memory, runs every resampling pass
+// there (upsampling filter, activation, downsampling filter), and writes only the
+// tile, so no intermediate tensor goes through global memory. threadIdx.x indexes
+// channels (NHWC: neighbouring threads read neighbouring floats), threadIdx.y pixels.
+// The gradient kernel does the same for a tile of dx: it rebuilds the pre-activation
+// from x, applies the transposed passes to dy, and multiplies by the activation's
+// derivative on the way. Filter taps live in constant memory.
+//
+// This file needs CUDA only (no TensorFlow); entry points in filtered_lrelu_cuda.h.
+// Compiled with -DAFGAN_CUDA_EMULATION by a host compiler, it runs on the CPU through
+// cuda_emulation.h (for tests without a GPU).
+
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
+#include "filtered_lrelu.h"
+#include "filtered_lrelu_cuda.h"
+
+namespace {
+
+constexpr int kCh = 8;            // Channels per block (threadIdx.x).
+constexpr int kPix = 32;          // Threads over pixels (threadIdx.y).
+constexpr int kMaxTaps = 8192;    // Constant-memory capacity for all four tap arrays.
+constexpr int kMaxSmemBytes = 96 * 1024;
+
+__constant__ float c_taps[kMaxTaps];
+
+thread_local char g_last_error[256] = "";
+
+#ifdef AFGAN_CUDA_EMULATION
+#define AFGAN_DYNAMIC_SMEM(name) float* name = ::smem
+#define AFGAN_LAUNCH(kernel, grid, block, bytes, stream, ...) EmuLaunch(kernel, grid, block, bytes, __VA_ARGS__)
+#else
+#define AFGAN_DYNAMIC_SMEM(name) extern __shared__ float name[]
+#define AFGAN_LAUNCH(kernel, grid, block, bytes, stream, ...) kernel<<<grid, block, bytes, stream>>>(__VA_ARGS__)
+#endif
+
+// Offsets of the prepared taps in c_taps.
+struct TapOffsets {
+  int up, up_rev, down, down_rev;
+};
+
+// Shared-memory layout: s0 (loaded source), s1 (after the x pass), s2 (tmp region).
+struct SmemLayout {
+  int s1, s2, total;   // Offsets and total, in floats per channel.
+};
+
+// ---------------------------------------------------------------------------
+// Device passes over shared memory ([rows][cols][kCh], channel innermost).
+
+// Loads src[n, span_y, span_x, c] (+ bias) into dst; channels >= C load as 0.
+__device__ void LoadBlock(const float* __restrict__ src, const float* __restrict__ bias, int rows, int cols,
+                          int channels, int n, int c, AfganSpan sy, AfganSpan sx, float* dst) {
+  const bool valid = c < channels;
+  const float b = (valid && bias != nullptr) ? bias[c] : 0.f;
+  for (int e = threadIdx.y; e < sy.len * sx.len; e += kPix) {
+    const int r = e / sx.len, col = e % sx.len;
+    float v = 0.f;
+    if (valid) {
+      const long long idx = ((static_cast<long long>(n) * rows + sy.lo + r) * cols + sx.lo + col) * channels + c;
+      v = src[idx] + b;
+    }
+    dst[e * kCh + threadIdx.x] = v;
+  }
+}
+
+// x pass: src [rows][src_x.len] -> dst [rows][out.len].
+__device__ void PassX(const float* src, int rows, AfganSpan src_x, const AfganPass& s, const float* g, AfganSpan out,
+                      float* dst) {
+  for (int e = threadIdx.y; e < rows * out.len; e += kPix) {
+    const int r = e / out.len, o = e % out.len + out.lo;
+    float acc = 0.f;
+    int t0, t1, i;
+    if (afgan_tap_range(s, o, &t0, &t1, &i)) {
+      const float* row = src + (r * src_x.len - src_x.lo) * kCh + threadIdx.x;
+      for (int t = t0; t < t1; t += s.up, ++i) acc += row[i * kCh] * g[t];
+    }
+    dst[e * kCh + threadIdx.x] = acc;
+  }
+}
+
+// y pass (or 2-D pass when g2d): src [src_y.len][src_x.len] -> out rows `out_y` x cols `out_x`
+// (for the y pass, src columns are already the output columns). Store(r, col, value) takes
+// indices relative to the output spans.
+template <typename Store>
+__device__ void PassY(const float* src, AfganSpan src_y, AfganSpan src_x, const AfganPass& sy, const AfganPass& sx,
+                      const float* g, bool g2d, AfganSpan out_y, AfganSpan out_x, Store store) {
+  for (int e = threadIdx.y; e < out_y.len * out_x.len; e += kPix) {
+    const int r = e / out_x.len, col = e % out_x.len;
+    float acc = 0.f;
+    int ty0, ty1, iy;
+    if (afgan_tap_range(sy, r + out_y.lo, &ty0, &ty1, &iy)) {
+      if (!g2d) {
+        const float* base = src + col * kCh + threadIdx.x;
+        for (int t = ty0; t < ty1; t += sy.up, ++iy) acc += base[(iy - src_y.lo) * src_x.len * kCh] * g[t];
+      } else {
+        int tx0, tx1, ix0;
+        if (afgan_tap_range(sx, col + out_x.lo, &tx0, &tx1, &ix0)) {
+          for (int ty = ty0; ty < ty1; ty += sy.up, ++iy) {
+            const float* row = src + ((iy - src_y.lo) * src_x.len - src_x.lo) * kCh + threadIdx.x;
+            const float* g_row = g + ty * sx.taps;
+            int ix = ix0;
+            for (int tx = tx0; tx < tx1; tx += sx.up, ++ix) acc += row[ix * kCh] * g_row[tx];
+          }
+        }
+      }
+    }
+    store(r, col, acc);
+  }
+}
+
+// Runs the two passes (x then y, or one 2-D pass) from s0 (region src_y x src_x) into
+// Store over out_y x out_x; s1 holds the x-pass result.
+template <typename Store>
+__device__ void TwoPass(const float* s0, float* s1, AfganSpan src_y, AfganSpan src_x, const AfganPass* passes,
+                        const float* g, bool g2d, AfganSpan out_y, AfganSpan out_x, Store store) {
+  if (g2d) {
+    PassY(s0, src_y, src_x, passes[1], passes[0], g, true, out_y, out_x, store);
+    return;
+  }
+  PassX(s0, src_y.len, src_x, passes[0], g, out_x, s1);
+  __syncthreads();
+  PassY(s1, src_y, out_x, passes[1], passes[0], g, false, out_y, out_x, store);
+}
+
+__global__ void ForwardKernel(AfganFlreluParams p, AfganPlan plan, TapOffsets to, int tile_h, int tile_w,
+                              int tiles_x, SmemLayout layout, const float* __restrict__ x,
+                              const float* __restrict__ bias, float* __restrict__ y) {
+  AFGAN_DYNAMIC_SMEM(smem);
+  float* s0 = smem;
+  float* s1 = smem + layout.s1 * kCh;
+  float* s2 = smem + layout.s2 * kCh;
+  const int c = blockIdx.y * kCh + threadIdx.x, n = blockIdx.z;
+  const int out_h = afgan_out_h(p), out_w = afgan_out_w(p);
+  const AfganSpan oy = afgan_clip_tile((blockIdx.x / tiles_x) * tile_h, tile_h, out_h);
+  const AfganSpan ox = afgan_clip_tile((blockIdx.x % tiles_x) * tile_w, tile_w, out_w);
+  const AfganTileRegions r = afgan_forward_regions(plan, oy.lo, oy.len, ox.lo, ox.len);
+
+  LoadBlock(x, bias, p.h, p.w, p.c, n, c, r.iy, r.ix, s0);
+  __syncthreads();
+  // Pre-activation over the tmp region, activated as it is stored.
+  TwoPass(s0, s1, r.iy, r.ix, plan.fwd_up, c_taps + to.up, p.fu_2d, r.ry, r.rx, [&](int i, int j, float v) {
+    s2[(i * r.rx.len + j) * kCh + threadIdx.x] = afgan_act(v, p.gain, p.slope, p.clamp);
+  });
+  __syncthreads();
+  const bool valid = c < p.c;
+  TwoPass(s2, s1, r.ry, r.rx, plan.fwd_down, c_taps + to.down, p.fd_2d, oy, ox, [&](int i, int j, float v) {
+    if (valid) y[((static_cast<long long>(n) * out_h + oy.lo + i) * out_w + ox.lo + j) * p.c + c] = v;
+  });
+}
+
+__global__ void BackwardKernel(AfganFlreluParams p, AfganPlan plan, TapOffsets to, int tile_h, int tile_w,
+                               int tiles_x, SmemLayout layout, const float* __restrict__ dy,
+                               const float* __restrict__ x, const float* __restrict__ bias,
+                               float* __restrict__ dx) {
+  AFGAN_DYNAMIC_SMEM(smem);
+  float* s0 = smem;
+  float* s1 = smem + layout.s1 * kCh;
+  float* s2 = smem + layout.s2 * kCh;
+  const int c = blockIdx.y * kCh + threadIdx.x, n = blockIdx.z;
+  const AfganSpan oy = afgan_clip_tile((blockIdx.x / tiles_x) * tile_h, tile_h, p.h);
+  const AfganSpan ox = afgan_clip_tile((blockIdx.x % tiles_x) * tile_w, tile_w, p.w);
+  const AfganTileRegions r = afgan_backward_regions(plan, oy.lo, oy.len, ox.lo, ox.len);
+
+  // G = transposed down pass of dy over the tmp region.
+  LoadBlock(dy, nullptr, afgan_out_h(p), afgan_out_w(p), p.c, n, c, r.dy, r.dx, s0);
+  __syncthreads();
+  TwoPass(s0, s1, r.dy, r.dx, plan.bwd_down, c_taps + to.down_rev, p.fd_2d, r.ry, r.rx,
+          [&](int i, int j, float v) { s2[(i * r.rx.len + j) * kCh + threadIdx.x] = v; });
+  __syncthreads();
+  // G *= act'(pre-activation), the pre-activation rebuilt from x.
+  LoadBlock(x, bias, p.h, p.w, p.c, n, c, r.iy, r.ix, s0);
+  __syncthreads();
+  TwoPass(s0, s1, r.iy, r.ix, plan.fwd_up, c_taps + to.up, p.fu_2d, r.ry, r.rx, [&](int i, int j, float v) {
+    s2[(i * r.rx.len + j) * kCh + threadIdx.x] *= afgan_act_grad(v, p.gain, p.slope, p.clamp);
+  });
+  __syncthreads();
+  // dx = transposed up pass of G.
+  const bool valid = c < p.c;
+  TwoPass(s2, s1, r.ry, r.rx, plan.bwd_up, c_taps + to.up_rev, p.fu_2d, oy, ox, [&](int i, int j, float v) {
+    if (valid) dx[((static_cast<long long>(n) * p.h + oy.lo + i) * p.w + ox.lo + j) * p.c + c] = v;
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Host side.
+
+int Fail(int code, const char* what, cudaError_t err = cudaSuccess) {
+  std::snprintf(g_last_error, sizeof(g_last_error), "%s%s%s", what, err != cudaSuccess ? ": " : "",
+                err != cudaSuccess ? cudaGetErrorString(err) : "");
+  return code;
+}
+
+int Launch(const AfganFlreluParams* pp, const float* dy, const float* x, const float* b, const float* fu,
+           const float* fd, float* out, cudaStream_t stream, bool backward) {
+  const AfganFlreluParams p = *pp;
+  int code = afgan_check_params(p);
+  if (code != 0) return Fail(code, afgan_flrelu_error(code));
+  if (p.n == 0) return 0;
+  if (p.n > 65535 || (p.c + kCh - 1) / kCh > 65535) return Fail(-8, afgan_flrelu_error(-8));
+  const int nu = afgan_fu_count(p), nd = afgan_fd_count(p);
+  if (2 * (nu + nd) > kMaxTaps) return Fail(-7, afgan_flrelu_error(-7));
+
+  std::vector<float> taps(2 * (nu + nd));
+  const TapOffsets to{0, nu, 2 * nu, 2 * nu + nd};
+  afgan_prepare_taps(p, fu, fd, &taps[to.up], &taps[to.up_rev], &taps[to.down], &taps[to.down_rev]);
+  cudaError_t err = cudaMemcpyToSymbolAsync(c_taps, taps.data(), taps.size() * sizeof(float), 0,
+                                            cudaMemcpyHostToDevice, stream);
+  if (err != cudaSuccess) return Fail(-6, "copying filter taps", err);
+
+  const AfganPlan plan = afgan_make_plan(p);
+  const int rows = backward ? p.h : afgan_out_h(p), cols = backward ? p.w : afgan_out_w(p);
+  for (int tile : {16, 8, 4, 2, 1}) {
+    const AfganTileBuffers need = afgan_tile_buffers(p, plan, backward, tile);
+    const SmemLayout layout{need.s0, need.s0 + need.s1, need.s0 + need.s1 + need.s2};
+    const size_t bytes = static_cast<size_t>(layout.total) * kCh * sizeof(float);
+    if (bytes > kMaxSmemBytes) continue;
+    const int tiles_x = (cols + tile - 1) / tile, tiles_y = (rows + tile - 1) / tile;
+    const dim3 grid(tiles_x * tiles_y, (p.c + kCh - 1) / kCh, p.n), block(kCh, kPix);
+    if (backward) {
+      cudaFuncSetAttribute(BackwardKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmemBytes);
+      AFGAN_LAUNCH(BackwardKernel, grid, block, bytes, stream, p, plan, to, tile, tile, tiles_x, layout, dy, x, b,
+                   out);
+    } else {
+      cudaFuncSetAttribute(ForwardKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmemBytes);
+      AFGAN_LAUNCH(ForwardKernel, grid, block, bytes, stream, p, plan, to, tile, tile, tiles_x, layout, x, b, out);
+    }
+    err = cudaGetLastError();
+    return err == cudaSuccess ? 0 : Fail(-6, "kernel launch", err);
+  }
+  return Fail(-8, afgan_flrelu_error(-8));
+}
+
+}  // namespace
+
+extern "C" int afgan_flrelu_cuda_forward(const AfganFlreluParams* p, const float* x, const float* b, const float* fu,
+                                         const float* fd, float* y, cudaStream_t stream) {
+  return Launch(p, nullptr, x, b, fu, fd, y, stream, false);
+}
+
+extern "C" int afgan_flrelu_cuda_backward(const AfganFlreluParams* p, const float* dy, const float* x,
+                                          const float* b, const float* fu, const float* fd, float* dx,
+                                          cudaStream_t stream) {
+  return Launch(p, dy, x, b, fu, fd, dx, stream, true);
+}
+
+extern "C" const char* afgan_flrelu_cuda_last_error(void) { return g_last_error; }

@@ -1,0 +1,111 @@
+// Registration and shape functions of the fused filtered leaky ReLU ops.
+
+#include "tensorflow/core/framework/common_shape_fns.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/shape_inference.h"
+
+namespace afgan {
+
+using ::tensorflow::Status;
+using ::tensorflow::shape_inference::DimensionHandle;
+using ::tensorflow::shape_inference::InferenceContext;
+using ::tensorflow::shape_inference::ShapeHandle;
+
+namespace {
+
+// Width and height of a filter input ([taps] or [h, w]); unknown as -1.
+Status FilterSize(InferenceContext* c, int index, int64_t* fw, int64_t* fh) {
+  ShapeHandle f = c->input(index);
+  *fw = *fh = -1;
+  if (!c->RankKnown(f)) return Status();
+  const int rank = c->Rank(f);
+  if (rank != 1 && rank != 2) {
+    return ::tensorflow::errors::InvalidArgument(index == 1 ? "fu" : "fd",
+                                                 " must be 1-D [taps] or 2-D [height, width], got rank ", rank);
+  }
+  *fw = c->Value(c->Dim(f, rank - 1));
+  *fh = c->Value(c->Dim(f, 0));
+  return Status();
+}
+
+Status FilteredLreluShape(InferenceContext* c) {
+  ShapeHandle x;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 4, &x));
+  ShapeHandle b;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 1, &b));
+  DimensionHandle channels;
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(x, 3), c->Dim(b, 0), &channels));
+  int up, down;
+  std::vector<int> padding;
+  TF_RETURN_IF_ERROR(c->GetAttr("up", &up));
+  TF_RETURN_IF_ERROR(c->GetAttr("down", &down));
+  TF_RETURN_IF_ERROR(c->GetAttr("padding", &padding));
+  if (padding.size() != 4) {
+    return ::tensorflow::errors::InvalidArgument("padding must be [x0, x1, y0, y1], got ", padding.size(),
+                                                 " values");
+  }
+  int64_t fu_w, fu_h, fd_w, fd_h;
+  TF_RETURN_IF_ERROR(FilterSize(c, 1, &fu_w, &fu_h));
+  TF_RETURN_IF_ERROR(FilterSize(c, 2, &fd_w, &fd_h));
+  auto out_dim = [&](int axis, int64_t fu, int64_t fd, int p0, int p1) -> DimensionHandle {
+    const int64_t in = c->Value(c->Dim(x, axis));
+    if (in < 0 || fu < 0 || fd < 0) return c->UnknownDim();
+    const int64_t t = in * up + p0 + p1 - fu + 1 - fd;
+    return c->MakeDim(t < 0 ? 0 : t / down + 1);
+  };
+  DimensionHandle out_h = out_dim(1, fu_h, fd_h, padding[2], padding[3]);
+  DimensionHandle out_w = out_dim(2, fu_w, fd_w, padding[0], padding[1]);
+  if ((c->ValueKnown(out_h) && c->Value(out_h) < 1) || (c->ValueKnown(out_w) && c->Value(out_w) < 1)) {
+    return ::tensorflow::errors::InvalidArgument("padding [", padding[0], ", ", padding[1], ", ", padding[2], ", ",
+                                                 padding[3], "] gives an empty output");
+  }
+  c->set_output(0, c->MakeShape({c->Dim(x, 0), out_h, out_w, channels}));
+  return Status();
+}
+
+}  // namespace
+
+REGISTER_OP("AfganFilteredLrelu")
+    .Input("x: float")
+    .Input("fu: float")
+    .Input("fd: float")
+    .Input("b: float")
+    .Output("y: float")
+    .Attr("up: int >= 1")
+    .Attr("down: int >= 1")
+    .Attr("padding: list(int)")
+    .Attr("gain: float")
+    .Attr("slope: float")
+    .Attr("clamp: float")
+    .Attr("flip_filter: bool")
+    .SetShapeFn(FilteredLreluShape)
+    .Doc(R"doc(
+Fused filtered leaky ReLU on NHWC images: bias, zero-insertion upsampling by `up`,
+padding, FIR filter `fu`, leaky ReLU with `gain`/`slope`, clamp (`clamp` < 0 = none),
+FIR filter `fd`, downsampling by `down`. Filters are 1-D (separable) or 2-D.
+)doc");
+
+REGISTER_OP("AfganFilteredLreluGrad")
+    .Input("dy: float")
+    .Input("x: float")
+    .Input("fu: float")
+    .Input("fd: float")
+    .Input("b: float")
+    .Output("dx: float")
+    .Attr("up: int >= 1")
+    .Attr("down: int >= 1")
+    .Attr("padding: list(int)")
+    .Attr("gain: float")
+    .Attr("slope: float")
+    .Attr("clamp: float")
+    .Attr("flip_filter: bool")
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->input(1));
+      return Status();
+    })
+    .Doc(R"doc(
+Gradient of AfganFilteredLrelu with respect to x (the bias gradient is the sum of dx
+over batch, height and width). Recomputes the pre-activation from x instead of storing it.
+)doc");
+
+}  // namespace afgan

@@ -1,0 +1,67 @@
+"""ctypes binding of the CUDA kernels' C entry points (filtered_lrelu_cuda.h).
+
+Needs neither TensorFlow nor PyTorch: pointers are plain integers (device pointers
+for the real CUDA library, host pointers for the CPU emulation build), so the GPU
+check script and the emulation tests share it. Load it by file path where the
+``afgan_tf`` package (which imports TensorFlow) is not wanted.
+"""
+
+import ctypes
+
+import numpy as np
+
+_INT_FIELDS_1 = ('n', 'h', 'w', 'c', 'up', 'down', 'px0', 'px1', 'py0', 'py1')
+_INT_FIELDS_2 = ('flip_filter', 'fu_w', 'fu_h', 'fu_2d', 'fd_w', 'fd_h', 'fd_2d')
+
+
+class Params(ctypes.Structure):
+    """Mirror of ``AfganFlreluParams``."""
+    _fields_ = ([(name, ctypes.c_int) for name in _INT_FIELDS_1]
+                + [('gain', ctypes.c_float), ('slope', ctypes.c_float), ('clamp', ctypes.c_float)]
+                + [(name, ctypes.c_int) for name in _INT_FIELDS_2])
+
+
+def prepare(shape, fu, fd, up=1, down=1, padding=(0, 0, 0, 0), gain=np.sqrt(2), slope=0.2, clamp=None,
+            flip=False):
+    """Returns ``(params, fu, fd)`` with identity filters as ``[1]`` and C-contiguous float32 taps."""
+    n, h, w, c = shape
+    fu = np.ones([1], np.float32) if fu is None else np.ascontiguousarray(fu, np.float32)
+    fd = np.ones([1], np.float32) if fd is None else np.ascontiguousarray(fd, np.float32)
+    params = Params(n, h, w, c, up, down, *[int(p) for p in padding], float(gain), float(slope),
+                    -1.0 if clamp is None else float(clamp), int(flip), fu.shape[-1], fu.shape[0],
+                    int(fu.ndim == 2), fd.shape[-1], fd.shape[0], int(fd.ndim == 2))
+    return params, fu, fd
+
+
+def output_shape(p):
+    tmp_w = p.w * p.up + p.px0 + p.px1 - p.fu_w + 1
+    tmp_h = p.h * p.up + p.py0 + p.py1 - p.fu_h + 1
+    return [p.n, (tmp_h - p.fd_h) // p.down + 1, (tmp_w - p.fd_w) // p.down + 1, p.c]
+
+
+class CudaKernels:
+    """The entry points of a libafgan_flrelu_cuda.so (or its CPU emulation build)."""
+
+    def __init__(self, path):
+        self.lib = ctypes.CDLL(str(path))
+        ptr, fptr = ctypes.c_void_p, ctypes.POINTER(ctypes.c_float)
+        self.lib.afgan_flrelu_cuda_forward.argtypes = [ctypes.POINTER(Params), ptr, ptr, fptr, fptr, ptr, ptr]
+        self.lib.afgan_flrelu_cuda_backward.argtypes = [ctypes.POINTER(Params), ptr, ptr, ptr, fptr, fptr, ptr,
+                                                        ptr]
+        self.lib.afgan_flrelu_cuda_last_error.restype = ctypes.c_char_p
+
+    def _check(self, code):
+        if code != 0:
+            raise RuntimeError(f'CUDA kernel returned {code}: {self.lib.afgan_flrelu_cuda_last_error().decode()}')
+
+    @staticmethod
+    def _taps(f):
+        return f.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+
+    def forward(self, params, x_ptr, b_ptr, fu, fd, y_ptr, stream=0):
+        self._check(self.lib.afgan_flrelu_cuda_forward(ctypes.byref(params), x_ptr, b_ptr, self._taps(fu),
+                                                       self._taps(fd), y_ptr, ctypes.c_void_p(stream)))
+
+    def backward(self, params, dy_ptr, x_ptr, b_ptr, fu, fd, dx_ptr, stream=0):
+        self._check(self.lib.afgan_flrelu_cuda_backward(ctypes.byref(params), dy_ptr, x_ptr, b_ptr, self._taps(fu),
+                                                        self._taps(fd), dx_ptr, ctypes.c_void_p(stream)))

@@ -1,0 +1,221 @@
+"""Checks and times the CUDA filtered_lrelu kernels through their C entry points.
+
+For a GPU machine without TensorFlow (it needs numpy, scipy, PyTorch with CUDA):
+
+    python custom_ops/build.py --cuda-only-standalone --outdir /tmp/flrelu
+    python custom_ops/cuda_test/cuda_kernel_check.py --lib /tmp/flrelu/libafgan_flrelu_cuda.so
+
+1. Correctness: randomized cases (up 1/2/4, down 1/2, separable / 2-D / no filters,
+   padding, clamp, slope, flip) and every layer configuration of StyleGAN3-T/-R at 256^2,
+   forward and gradient against an unfused PyTorch reference with autograd (exits 1 on
+   a mismatch above --tol relative).
+2. Timing: per synthesis layer of full-size StyleGAN3-T and -R at 256^2, batch 4:
+   fused kernel vs the unfused PyTorch reference, forward and forward+backward, ms per
+   call (CUDA events). Prints a table; asserts nothing about speed.
+"""
+
+import argparse
+import importlib.util
+import pathlib
+import sys
+
+import numpy as np
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _load_module(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The layer table and filter design need only numpy/scipy: load them without the package.
+specs = _load_module('afgan_specs', ROOT / 'afgan_tf' / 'specs.py')
+filters = _load_module('afgan_filters', ROOT / 'afgan_tf' / 'filters.py')
+
+
+cuda_api = _load_module('afgan_cuda_api', ROOT / 'custom_ops' / 'cuda_api.py')
+
+
+class Kernel:
+    """The C entry points on PyTorch CUDA tensors (NHWC), on the current stream."""
+
+    def __init__(self, path):
+        self.api = cuda_api.CudaKernels(path)
+
+    def forward(self, x, b, fu, fd, **kw):
+        p, fu, fd = cuda_api.prepare(list(x.shape), fu, fd, **kw)
+        y = torch.empty(cuda_api.output_shape(p), device=x.device, dtype=torch.float32)
+        self.api.forward(p, x.data_ptr(), b.data_ptr(), fu, fd, y.data_ptr(), torch.cuda.current_stream().cuda_stream)
+        return y
+
+    def backward(self, dy, x, b, fu, fd, **kw):
+        p, fu, fd = cuda_api.prepare(list(x.shape), fu, fd, **kw)
+        dx = torch.empty_like(x)
+        self.api.backward(p, dy.data_ptr(), x.data_ptr(), b.data_ptr(), fu, fd, dx.data_ptr(),
+                          torch.cuda.current_stream().cuda_stream)
+        return dx
+
+
+# ----------------------------------------------------------------------------
+# Unfused PyTorch reference (NHWC in/out), same semantics as afgan_tf.ops.
+
+def _upfirdn(x, f, up, down, pad, gain):
+    """x NCHW; f numpy [k] or [kh, kw] or None; pad [x0, x1, y0, y1]; true convolution."""
+    n, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = torch.nn.functional.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(n, c, h * up, w * up)
+    x = torch.nn.functional.pad(x, [max(pad[0], 0), max(pad[1], 0), max(pad[2], 0), max(pad[3], 0)])
+    x = x[:, :, max(-pad[2], 0): x.shape[2] - max(-pad[3], 0), max(-pad[0], 0): x.shape[3] - max(-pad[1], 0)]
+    if f is not None:
+        f = torch.as_tensor(np.flip(f, axis=tuple(range(f.ndim))).copy(), device=x.device)
+        f = f * (gain ** (f.ndim / 2))
+        if f.ndim == 2:
+            x = torch.nn.functional.conv2d(x, f[None, None].repeat(c, 1, 1, 1), groups=c)
+        else:
+            x = torch.nn.functional.conv2d(x, f[None, None, None, :].repeat(c, 1, 1, 1), groups=c)
+            x = torch.nn.functional.conv2d(x, f[None, None, :, None].repeat(c, 1, 1, 1), groups=c)
+    elif gain != 1:
+        x = x * gain
+    return x[:, :, ::down, ::down]
+
+
+def reference(x, b, fu, fd, up, down, padding, gain, slope, clamp, flip):
+    if flip:       # Correlation = convolution with the flipped filter.
+        fu = None if fu is None else np.flip(fu, axis=tuple(range(fu.ndim))).copy()
+        fd = None if fd is None else np.flip(fd, axis=tuple(range(fd.ndim))).copy()
+    x = (x + b).permute(0, 3, 1, 2)
+    x = _upfirdn(x, fu, up, 1, padding, up ** 2)
+    x = torch.where(x >= 0, x, x * slope) * gain
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    x = _upfirdn(x, fd, 1, down, [0, 0, 0, 0], 1)
+    return x.permute(0, 2, 3, 1)
+
+
+# ----------------------------------------------------------------------------
+
+def random_case(rng):
+    up, down = int(rng.choice([1, 2, 4])), int(rng.choice([1, 2]))
+
+    def filt(factor):
+        kind = rng.choice(['none', 'sep', '2d'])
+        if kind == 'none':
+            return None
+        taps = int(rng.integers(1, 4)) * factor + int(rng.integers(0, 2))
+        return rng.standard_normal([taps] if kind == 'sep' else [taps, taps]).astype(np.float32)
+
+    fu, fd = filt(up), filt(down)
+    h, w = int(rng.integers(1, 24)), int(rng.integers(1, 24))
+    need = (1 if fu is None else fu.shape[-1]) + (1 if fd is None else fd.shape[-1]) - 2
+    pad = [int(rng.integers(-2, 6)) for _ in range(4)]
+    pad[0] += max(0, need - (w * up + pad[0] + pad[1]) + 1)
+    pad[2] += max(0, need - (h * up + pad[2] + pad[3]) + 1)
+    kw = dict(up=up, down=down, padding=pad, gain=float(rng.uniform(0.5, 2)),
+              slope=float(rng.choice([0.0, 0.2, 1.0])), clamp=None if rng.random() < 0.4 else float(rng.uniform(0.5, 3)),
+              flip=bool(rng.random() < 0.3))
+    shape = [int(rng.integers(1, 4)), h, w, int(rng.integers(1, 20))]
+    return shape, fu, fd, kw
+
+
+def layer_cases(arch, resolution=256, batch=4):
+    kwargs = dict(channel_base=32768, channel_max=512) if arch == 'stylegan3-t' else \
+        dict(channel_base=65536, channel_max=1024, conv_kernel=1, use_radial_filters=True)
+    table = specs.stylegan3_layer_specs(resolution, 3, **kwargs)
+    for s in table['layers']:
+        fu = filters.design_lowpass_filter(s['up_taps'], s['in_cutoff'], s['in_half_width'] * 2,
+                                           s['tmp_sampling_rate'])
+        fd = filters.design_lowpass_filter(s['down_taps'], s['out_cutoff'], s['out_half_width'] * 2,
+                                           s['tmp_sampling_rate'], radial=s['down_radial'])
+        size = s['in_size'][0] + s['conv_kernel'] - 1
+        kw = dict(up=s['up_factor'], down=s['down_factor'], padding=s['padding'],
+                  gain=1.0 if s['is_torgb'] else float(np.sqrt(2)), slope=1.0 if s['is_torgb'] else 0.2,
+                  clamp=s['conv_clamp'], flip=False)
+        yield s['name'], [batch, size, size, s['out_channels']], fu, fd, kw
+
+
+def compare(kernel, shape, fu, fd, kw, gen, scale=1.0):
+    x = (torch.randn(shape, device='cuda', generator=gen) * scale).requires_grad_(True)
+    b = torch.randn(shape[-1], device='cuda', generator=gen).requires_grad_(True)
+    y_ref = reference(x, b, fu, fd, **kw)
+    dy = torch.randn(y_ref.shape, device='cuda', generator=gen)
+    dx_ref, = torch.autograd.grad(y_ref, [x], dy)
+    y = kernel.forward(x.detach(), b.detach(), fu, fd, **kw)
+    dx = kernel.backward(dy, x.detach(), b.detach(), fu, fd, **kw)
+    torch.cuda.synchronize()
+    rel = lambda a, r: float((a - r).abs().max() / r.abs().max().clamp_min(1e-12))
+    return rel(y, y_ref.detach()), rel(dx, dx_ref)
+
+
+def time_ms(fn, repeats=20):
+    for _ in range(3):
+        fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / repeats
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--lib', default=str(ROOT / 'custom_ops' / 'libafgan_flrelu_cuda.so'))
+    parser.add_argument('--cases', type=int, default=200, help='Randomized correctness cases.')
+    parser.add_argument('--tol', type=float, default=1e-4, help='Maximum relative error.')
+    parser.add_argument('--no-timing', action='store_true')
+    args = parser.parse_args()
+    kernel = Kernel(args.lib)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    gen = torch.Generator(device='cuda').manual_seed(0)
+    rng = np.random.default_rng(0)
+    worst, failures = 0.0, 0
+    for i in range(args.cases):
+        shape, fu, fd, kw = random_case(rng)
+        errs = compare(kernel, shape, fu, fd, kw, gen)
+        worst = max(worst, *errs)
+        if max(errs) > args.tol:
+            failures += 1
+            print(f'MISMATCH case {i}: shape {shape} {kw} fu {None if fu is None else fu.shape} '
+                  f'fd {None if fd is None else fd.shape}: rel err y {errs[0]:.2e} dx {errs[1]:.2e}')
+    print(f'random cases: {args.cases}, failures: {failures}, worst relative error {worst:.2e}')
+    rows = []
+    for arch in ('stylegan3-t', 'stylegan3-r'):
+        for name, shape, fu, fd, kw in layer_cases(arch):
+            errs = compare(kernel, shape, fu, fd, kw, gen, scale=10.0)
+            if max(errs) > args.tol:
+                failures += 1
+                print(f'MISMATCH {arch} {name}: rel err y {errs[0]:.2e} dx {errs[1]:.2e}')
+            if args.no_timing:
+                continue
+            x = torch.randn(shape, device='cuda', generator=gen) * 10
+            b = torch.randn(shape[-1], device='cuda', generator=gen)
+            xr, br = x.clone().requires_grad_(True), b.clone().requires_grad_(True)
+            y = kernel.forward(x, b, fu, fd, **kw)
+            dy = torch.randn_like(y)
+            t_fwd = time_ms(lambda: kernel.forward(x, b, fu, fd, **kw))
+            t_both = time_ms(lambda: (kernel.forward(x, b, fu, fd, **kw), kernel.backward(dy, x, b, fu, fd, **kw)))
+            r_fwd = time_ms(lambda: reference(xr.detach(), br.detach(), fu, fd, **kw))
+            r_both = time_ms(lambda: torch.autograd.grad(reference(xr, br, fu, fd, **kw), [xr, br], dy))
+            rows.append((arch, name, t_fwd, r_fwd, t_both, r_both))
+    if rows:
+        print('\n| network | layer | fused fwd ms | torch ref fwd ms | fused fwd+bwd ms | torch ref fwd+bwd ms |')
+        print('|---|---|---|---|---|---|')
+        for arch, name, *t in rows:
+            print(f'| {arch} | {name} | ' + ' | '.join(f'{v:.3f}' for v in t) + ' |')
+        for arch in ('stylegan3-t', 'stylegan3-r'):
+            tot = np.sum([r[2:] for r in rows if r[0] == arch], axis=0)
+            print(f'| {arch} | total | ' + ' | '.join(f'{v:.3f}' for v in tot) +
+                  f' |  fwd x{tot[1] / tot[0]:.1f}, fwd+bwd x{tot[3] / tot[2]:.1f}')
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == '__main__':
+    main()

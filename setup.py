@@ -1,0 +1,32 @@
+"""afgan_tf: StyleGAN3 (Alias-Free GAN) in TensorFlow 2 / Keras 3.
+
+The top-level folders training/, metrics/, export/ and custom_ops/ are installed
+under the afgan_tf namespace (afgan_tf.training, afgan_tf.metrics, ...), never as
+top-level modules of their own.
+"""
+
+from setuptools import setup
+
+SUBPACKAGES = ['training', 'metrics', 'export', 'custom_ops']
+
+setup(
+    name='afgan_tf',
+    version='0.1.0',
+    description='StyleGAN3 (Alias-Free GAN) and StyleGAN2 for TensorFlow 2 / Keras 3',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.11',
+    packages=['afgan_tf'] + [f'afgan_tf.{name}' for name in SUBPACKAGES],
+    package_dir={'afgan_tf': 'afgan_tf', **{f'afgan_tf.{name}': name for name in SUBPACKAGES}},
+    package_data={'afgan_tf.custom_ops': ['*.cc', '*.cu', '*.h', '*.so']},
+    install_requires=[
+        'tensorflow>=2.21,<2.22',
+        'numpy',
+        'scipy',
+        'pillow',
+        'absl-py',
+        'tensorboard',
+    ],
+    extras_require={'dev': ['pytest', 'pytest-timeout']},
+    entry_points={'console_scripts': []},
+)

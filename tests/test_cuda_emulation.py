@@ -1,0 +1,120 @@
+"""The CUDA kernels' logic, run on the CPU through the emulation build, against the TF reference.
+
+The same source file (filtered_lrelu_kernels.cu.cc) is what nvcc compiles; here g++ compiles
+it with cuda_emulation.h, where each thread block runs as real threads meeting at a barrier.
+"""
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from afgan_tf import ops
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LIB = ROOT / 'custom_ops' / 'libafgan_flrelu_cuda_emulated.so'
+
+
+def _load_cuda_api():
+    spec = importlib.util.spec_from_file_location('afgan_cuda_api', ROOT / 'custom_ops' / 'cuda_api.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def emulated(tmp_path_factory):
+    lib = LIB
+    if not lib.is_file():
+        from afgan_tf.custom_ops import build as build_lib
+        lib = build_lib.build_cuda_emulation(tmp_path_factory.mktemp('emu'))
+    api = _load_cuda_api()
+    return api, api.CudaKernels(lib)
+
+
+def _run(emulated, x, b, dy, fu, fd, **kw):
+    api, kernels = emulated
+    p, fu_c, fd_c = api.prepare(list(x.shape), fu, fd, **kw)
+    y = np.full(api.output_shape(p), np.nan, np.float32)
+    kernels.forward(p, x.ctypes.data, b.ctypes.data, fu_c, fd_c, y.ctypes.data)
+    dx = np.full(x.shape, np.nan, np.float32)
+    kernels.backward(p, dy.ctypes.data, x.ctypes.data, b.ctypes.data, fu_c, fd_c, dx.ctypes.data)
+    return y, dx
+
+
+def _reference(x, b, dy, fu, fd, up, down, padding, gain, slope, clamp, flip):
+    xv = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xv)
+        y = ops.filtered_lrelu(xv, fu, fd, b, up=up, down=down, padding=padding, gain=gain, slope=slope,
+                               clamp=clamp, flip_filter=flip, impl='ref')
+    return y.numpy(), tape.gradient(y, xv, output_gradients=tf.constant(dy)).numpy()
+
+
+def _rel(a, b):
+    return float(np.max(np.abs(a.astype(np.float64) - b)) / max(np.max(np.abs(b)), 1e-12))
+
+
+def _case(rng):
+    up, down = int(rng.choice([1, 2, 4])), int(rng.choice([1, 2]))
+
+    def filt(factor):
+        kind = rng.choice(['none', 'sep', '2d'])
+        if kind == 'none':
+            return None
+        taps = int(rng.integers(1, 4)) * factor + int(rng.integers(0, 2))
+        return rng.standard_normal([taps] if kind == 'sep' else [taps, taps]).astype(np.float32)
+
+    fu, fd = filt(up), filt(down)
+    h, w = int(rng.integers(1, 22)), int(rng.integers(1, 22))     # Several tiles per image.
+    need = (1 if fu is None else fu.shape[-1]) + (1 if fd is None else fd.shape[-1]) - 2
+    pad = [int(rng.integers(-2, 5)) for _ in range(4)]
+    pad[0] += max(0, need - (w * up + pad[0] + pad[1]) + 1)
+    pad[2] += max(0, need - (h * up + pad[2] + pad[3]) + 1)
+    kw = dict(up=up, down=down, padding=pad, gain=float(rng.uniform(0.5, 2)),
+              slope=float(rng.choice([0.0, 0.2, 1.0])), clamp=None if rng.random() < 0.4 else float(rng.uniform(0.5, 3)),
+              flip=bool(rng.random() < 0.3))
+    shape = [int(rng.integers(1, 3)), h, w, int(rng.integers(1, 11))]   # Up to two channel groups.
+    return shape, fu, fd, kw
+
+
+@pytest.mark.parametrize('seed', range(24))
+def test_emulated_cuda_kernels_match_reference(emulated, seed):
+    rng = np.random.default_rng(100 + seed)
+    shape, fu, fd, kw = _case(rng)
+    x = rng.standard_normal(shape).astype(np.float32)
+    b = rng.standard_normal(shape[-1]).astype(np.float32)
+    api, _ = emulated
+    p, _, _ = api.prepare(shape, fu, fd, **kw)
+    dy = rng.standard_normal(api.output_shape(p)).astype(np.float32)
+    y_ref, dx_ref = _reference(x, b, dy, fu, fd, **kw)
+    y, dx = _run(emulated, x, b, dy, fu, fd, **kw)
+    assert y.shape == y_ref.shape
+    assert not np.isnan(y).any() and not np.isnan(dx).any()
+    assert _rel(y, y_ref) < 1e-5, (shape, kw)
+    assert _rel(dx, dx_ref) < 1e-5, (shape, kw)
+
+
+def test_emulated_cuda_stylegan_layer(emulated):
+    """A StyleGAN3-R-like layer: up 2, 12-tap sinc up filter, 12x12 radial down filter, clamp."""
+    from afgan_tf.filters import design_lowpass_filter
+    rng = np.random.default_rng(7)
+    fu = design_lowpass_filter(12, 4.0, 6.0, 32)
+    fd = design_lowpass_filter(12, 4.0, 6.0, 32, radial=True)
+    kw = dict(up=2, down=2, padding=[11, 10, 11, 10], gain=float(np.sqrt(2)), slope=0.2, clamp=4.0, flip=False)
+    x = (rng.standard_normal([1, 18, 18, 9]) * 5).astype(np.float32)
+    b = rng.standard_normal(9).astype(np.float32)
+    dy = rng.standard_normal([1, 18, 18, 9]).astype(np.float32)
+    y_ref, dx_ref = _reference(x, b, dy, fu, fd, **kw)
+    y, dx = _run(emulated, x, b, dy, fu, fd, **kw)
+    assert _rel(y, y_ref) < 1e-5 and _rel(dx, dx_ref) < 1e-5
+
+
+def test_emulated_cuda_reports_bad_arguments(emulated):
+    api, kernels = emulated
+    p, fu, fd = api.prepare([1, 4, 4, 2], None, None, padding=[-5, -5, 0, 0])
+    x = np.zeros([1, 4, 4, 2], np.float32)
+    with pytest.raises(RuntimeError, match='empty output'):
+        kernels.forward(p, x.ctypes.data, x.ctypes.data, fu, fd, x.ctypes.data)

@@ -1,0 +1,195 @@
+"""The compiled filtered_lrelu op against the pure-TF reference path."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from afgan_tf import custom_ops, ops
+from conftest import max_abs, nhwc
+
+REQUIRE = os.environ.get('AFGAN_TF_REQUIRE_CUSTOM_OP', '0') == '1'
+
+if not custom_ops.is_available():
+    if REQUIRE:
+        raise RuntimeError(f'AFGAN_TF_REQUIRE_CUSTOM_OP=1 but the custom op is not loaded: {custom_ops.load_error()}')
+    pytest.skip(f'custom op library not built ({custom_ops.load_error()}); '
+                'run `python -m afgan_tf.custom_ops.build`', allow_module_level=True)
+
+
+def _rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12)) if b.size else 0.0
+
+
+def _both(x, b, dy, **kwargs):
+    """(y, dx, db) for impl='ref' and impl='custom'."""
+    out = {}
+    for impl in ('ref', 'custom'):
+        xv, bv = tf.constant(x), tf.constant(b)
+        with tf.GradientTape() as tape:
+            tape.watch([xv, bv])
+            y = ops.filtered_lrelu(xv, b=bv, impl=impl, **kwargs)
+        dx, db = tape.gradient(y, [xv, bv], output_gradients=tf.constant(dy) if dy is not None else None)
+        out[impl] = (y.numpy(), dx.numpy(), db.numpy())
+    return out['ref'], out['custom']
+
+
+def test_reference_cases(reference_dir):
+    data = np.load(reference_dir / 'ops.npz')
+    cases = [c for c in json.loads((reference_dir / 'ops.json').read_text()) if 'case' in c]
+    for c in cases:
+        p = f"case{c['case']}_"
+        kwargs = dict(fu=data[p + 'fu'] if p + 'fu' in data else None, fd=data[p + 'fd'] if p + 'fd' in data else None,
+                      up=c['up'], down=c['down'], padding=c['padding'], gain=c['gain'], slope=c['slope'],
+                      clamp=c['clamp'], flip_filter=c['flip_filter'])
+        ref, custom = _both(nhwc(data[p + 'x']), data[p + 'b'], nhwc(data[p + 'dy']), **kwargs)
+        assert _rel_err(custom[0], nhwc(data[p + 'y'])) < 1e-5, c
+        assert _rel_err(custom[1], nhwc(data[p + 'dx'])) < 1e-5, c
+        assert _rel_err(custom[2], data[p + 'db']) < 1e-5, c
+
+
+def _random_case(rng):
+    up = int(rng.choice([1, 2, 4]))
+    down = int(rng.choice([1, 2]))
+    def filt(factor):
+        kind = rng.choice(['none', 'sep', '2d'])
+        if kind == 'none':
+            return None
+        taps = int(rng.integers(1, 4)) * factor + int(rng.integers(0, 2))
+        return rng.standard_normal([taps] if kind == 'sep' else [taps, taps]).astype(np.float32)
+    fu, fd = filt(up), filt(down)
+    h, w = int(rng.integers(1, 10)), int(rng.integers(1, 10))
+    fuw = 1 if fu is None else fu.shape[-1]
+    fdw = 1 if fd is None else fd.shape[-1]
+    need = fuw + fdw - 2          # Padding that keeps at least one output per axis.
+    pad = [int(rng.integers(-2, 4)) for _ in range(4)]
+    pad[0] += max(0, need - (w * up + pad[0] + pad[1]) + 1)
+    pad[2] += max(0, need - (h * up + pad[2] + pad[3]) + 1)
+    n, c = int(rng.integers(1, 4)), int(rng.integers(1, 6))
+    kwargs = dict(fu=fu, fd=fd, up=up, down=down, padding=pad, gain=float(rng.uniform(0.5, 2)),
+                  slope=float(rng.choice([0.0, 0.2, 1.0, rng.uniform(0, 1)])),
+                  clamp=None if rng.random() < 0.4 else float(rng.uniform(0.1, 3)),
+                  flip_filter=bool(rng.random() < 0.3))
+    x = rng.standard_normal([n, h, w, c]).astype(np.float32)
+    b = rng.standard_normal([c]).astype(np.float32)
+    return x, b, kwargs
+
+
+@pytest.mark.parametrize('seed', range(40))
+def test_random_cases_match_reference(seed):
+    rng = np.random.default_rng(seed)
+    x, b, kwargs = _random_case(rng)
+    ref, custom = _both(x, b, None, **kwargs)
+    dy_ref, dy_custom = _both(x, b, rng.standard_normal(ref[0].shape).astype(np.float32), **kwargs)
+    assert custom[0].shape == ref[0].shape
+    assert _rel_err(custom[0], ref[0]) < 1e-5, kwargs
+    # Gradients with a random upstream gradient; elements right at the clamp or at 0 may
+    # legitimately differ only where the two paths round the pre-activation differently.
+    assert _rel_err(dy_custom[1], dy_ref[1]) < 1e-5, kwargs
+    assert _rel_err(dy_custom[2], dy_ref[2]) < 1e-5, kwargs
+
+
+def test_stylegan_layer_shapes():
+    """The configurations the generators use: up 2/4, down 2, 12/24 taps, separable and radial fd."""
+    rng = np.random.default_rng(0)
+    from afgan_tf.filters import design_lowpass_filter
+    for up, fu_taps, radial in [(2, 12, False), (4, 24, False), (2, 12, True)]:
+        fu = design_lowpass_filter(fu_taps, 4.0, 6.0, 32 * up // 2)
+        fd = design_lowpass_filter(12, 4.0, 6.0, 32, radial=radial)
+        x = rng.standard_normal([2, 20, 20, 16]).astype(np.float32) * 10
+        b = rng.standard_normal([16]).astype(np.float32)
+        kwargs = dict(fu=fu, fd=fd, up=up, down=2, padding=[11, 10, 11, 10], clamp=4.0)
+        ref, custom = _both(x, b, rng.standard_normal(ops.filtered_lrelu(x, impl='ref', **kwargs).shape).astype(
+            np.float32), **kwargs)
+        for r, c in zip(ref, custom):
+            assert _rel_err(c, r) < 1e-5
+
+
+@pytest.mark.parametrize('name', ['stylegan3-t_32', 'stylegan3-r_32'])
+def test_generators_agree_between_impls(load_reference_network, name):
+    net = load_reference_network(name)
+    ws = net.io['ws']
+    ref = net.G.synthesis(ws, impl='ref')
+    custom = net.G.synthesis(ws, impl='custom')
+    assert max_abs(custom, ref) < 1e-4
+    assert max_abs(custom, nhwc(net.io['img'])) < 1e-4
+
+
+def test_generator_gradients_agree_between_impls(load_reference_network):
+    net = load_reference_network('stylegan3-t_32')
+    ws = tf.constant(net.io['ws'][:2])
+    grads = {}
+    for impl in ('ref', 'custom'):
+        with tf.GradientTape() as tape:
+            tape.watch(ws)
+            loss = tf.reduce_sum(tf.square(net.G.synthesis(ws, impl=impl)))
+        grads[impl] = tape.gradient(loss, [ws] + net.G.synthesis.trainable_weights)
+    assert len(grads['ref']) > 50
+    for r, c in zip(grads['ref'], grads['custom']):
+        assert r is not None and c is not None
+        assert _rel_err(c, r) < 1e-4
+
+
+def test_op_rejects_bad_input_in_kernel():
+    """The kernel's own checks (OP_REQUIRES), bypassing the Python wrapper."""
+    lib = custom_ops.load_library()
+    x = tf.zeros([1, 4, 4, 3])
+    args = dict(up=1, down=1, padding=[0, 0, 0, 0], gain=1.0, slope=0.2, clamp=-1.0, flip_filter=False)
+    one = tf.ones([1])
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match='b must have shape'):
+        lib.afgan_filtered_lrelu(x=x, fu=one, fd=one, b=tf.zeros([2]), **args)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match='fu must be'):
+        lib.afgan_filtered_lrelu(x=x, fu=tf.ones([1, 1, 1]), fd=one, b=tf.zeros([3]), **args)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match='empty output'):
+        lib.afgan_filtered_lrelu(x=x, fu=one, fd=one, b=tf.zeros([3]), **{**args, 'padding': [-4, -4, 0, 0]})
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match='padding'):
+        lib.afgan_filtered_lrelu(x=x, fu=one, fd=one, b=tf.zeros([3]), **{**args, 'padding': [0, 0]})
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
+        lib.afgan_filtered_lrelu(x=x, fu=one, fd=one, b=tf.zeros([3]), **{**args, 'up': 0})
+
+
+def test_wrapper_rejects_bad_input():
+    x = np.zeros([1, 4, 4, 3], np.float32)
+    with pytest.raises(ValueError, match='b must have shape'):
+        ops.filtered_lrelu(x, b=np.zeros(2, np.float32), impl='custom')
+    with pytest.raises(ValueError, match='down must be'):
+        ops.filtered_lrelu(x, down=0, impl='custom')
+
+
+def test_works_inside_tf_function_and_batch_one():
+    x = tf.constant(np.random.default_rng(3).standard_normal([1, 7, 5, 2]).astype(np.float32))
+    f = np.array([1, 3, 3, 1], np.float32) / 8
+    fn = tf.function(lambda x: ops.filtered_lrelu(x, f, f, up=2, down=2, padding=3, impl='custom'))
+    assert max_abs(fn(x), ops.filtered_lrelu(x, f, f, up=2, down=2, padding=3, impl='ref')) < 1e-5
+
+
+def test_force_ref_env_and_fallback_warning():
+    """AFGAN_TF_FORCE_REF=1 disables the op; a missing library warns once and falls back."""
+    code = ('import warnings, numpy as np\n'
+            'from afgan_tf import ops\n'
+            'x = np.ones([1, 4, 4, 1], np.float32)\n'
+            'with warnings.catch_warnings(record=True) as w:\n'
+            '    warnings.simplefilter("always")\n'
+            '    ops.filtered_lrelu(x); ops.filtered_lrelu(x)\n'
+            'print(len([m for m in w if "reference path" in str(m.message)]))\n'
+            'try:\n'
+            '    ops.filtered_lrelu(x, impl="custom"); print("custom ran")\n'
+            'except RuntimeError as e: print("refused")\n')
+    env = dict(os.environ, AFGAN_TF_CUSTOM_OP_LIB='/nonexistent/lib.so', TF_CPP_MIN_LOG_LEVEL='3')
+    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ['1', 'refused']
+    env = dict(os.environ, AFGAN_TF_FORCE_REF='1', TF_CPP_MIN_LOG_LEVEL='3')
+    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ['0', 'refused']
+
+
+def test_layers_opt_out_of_xla():
+    import afgan_tf
+    G = afgan_tf.Generator('stylegan3-t', z_dim=8, w_dim=8, img_resolution=16, channel_base=256, channel_max=16)
+    layer = getattr(G.synthesis, G.synthesis.layer_names[0])
+    assert layer.supports_jit is False and G.supports_jit is False

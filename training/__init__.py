@@ -1,0 +1,1 @@
+"""afgan_tf.training."""
