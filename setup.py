@@ -16,7 +16,7 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     python_requires='>=3.11',
-    packages=['afgan_tf'] + [f'afgan_tf.{name}' for name in SUBPACKAGES],
+    packages=['afgan_tf', 'afgan_tf.cli'] + [f'afgan_tf.{name}' for name in SUBPACKAGES],
     package_dir={'afgan_tf': 'afgan_tf', **{f'afgan_tf.{name}': name for name in SUBPACKAGES}},
     package_data={'afgan_tf.custom_ops': ['*.cc', '*.cu', '*.h', '*.so']},
     install_requires=[
@@ -28,5 +28,7 @@ setup(
         'tensorboard',
     ],
     extras_require={'dev': ['pytest', 'pytest-timeout']},
-    entry_points={'console_scripts': []},
+    entry_points={'console_scripts': [
+        'afgan-import=afgan_tf.cli.import_network:run',
+    ]},
 )

@@ -96,3 +96,125 @@ def discriminator_from_state_dict(discriminator_kwargs, state_dict):
     kwargs.pop('class_name', None)
     D = Discriminator(**kwargs)
     return load_state_dict(D, state_dict)
+
+
+# ----------------------------------------------------------------------------
+# Network pickles (NVIDIA's training snapshots and released models).
+
+# Reference classes a network pickle may hold (top level and submodules).
+GENERATOR_CLASSES = {'Generator'}
+DISCRIMINATOR_CLASSES = {'Discriminator'}
+AUGMENT_CLASSES = {'AugmentPipe'}
+SUBMODULE_CLASSES = {
+    'MappingNetwork', 'FullyConnectedLayer', 'SynthesisNetwork', 'SynthesisInput', 'SynthesisLayer',
+    'SynthesisBlock', 'ToRGBLayer', 'Conv2dLayer', 'DiscriminatorBlock', 'DiscriminatorEpilogue',
+    'MinibatchStdLayer',
+}
+_POSITIONAL = {'Generator': ('z_dim', 'c_dim', 'w_dim', 'img_resolution', 'img_channels'),
+               'Discriminator': ('c_dim', 'img_resolution', 'img_channels')}
+
+
+def _plain(value):
+    """EasyDicts and OrderedDicts -> dicts, recursively."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def _init_kwargs(obj):
+    kwargs = _plain(dict(obj.state.get('_init_kwargs') or {}))
+    args = tuple(obj.state.get('_init_args') or ())
+    names = _POSITIONAL.get(obj.class_name, ())
+    if len(args) > len(names):
+        raise ValueError(f'{obj.class_name} in the pickle has {len(args)} positional arguments; expected at most '
+                         f'{len(names)}')
+    kwargs.update(zip(names, args))
+    kwargs.pop('class_name', None)
+    return kwargs
+
+
+def _architecture(G_obj, kwargs):
+    synthesis = (G_obj.state.get('_modules') or {}).get('synthesis')
+    children = set((synthesis.state.get('_modules') or {}) if synthesis is not None else ())
+    if 'input' in children:
+        radial = kwargs.get('use_radial_filters', False) or kwargs.get('conv_kernel', 3) == 1
+        return 'stylegan3-r' if radial else 'stylegan3-t'
+    if 'b4' in children:
+        return 'stylegan2'
+    raise ValueError('the pickled Generator is neither a StyleGAN3 nor a StyleGAN2 generator '
+                     f'(synthesis submodules: {sorted(children)[:5]})')
+
+
+def _check_classes(obj, allowed_top, what):
+    from afgan_tf import torch_pickle
+    if not isinstance(obj, torch_pickle.PersistentObject):
+        raise ValueError(f'{what} in the pickle is a {type(obj).__name__}, not a pickled reference network')
+    if obj.class_name not in allowed_top:
+        raise ValueError(f'{what} in the pickle has the unknown class {obj.class_name!r} '
+                         f'(supported: {sorted(allowed_top)})')
+    unknown = sorted(torch_pickle.module_classes(obj) - allowed_top - SUBMODULE_CLASSES)
+    if unknown:
+        raise ValueError(f'{what} in the pickle contains unknown classes {unknown}')
+
+
+def _read_source(source):
+    """Bytes of a path, an http(s) URL (downloaded), or a binary file object."""
+    if hasattr(source, 'read'):
+        return source.read()
+    source = str(source)
+    if source.startswith(('http://', 'https://')):
+        import urllib.request
+        with urllib.request.urlopen(source) as response:    # noqa: S310 (explicit user URL)
+            return response.read()
+    with open(source, 'rb') as f:
+        return f.read()
+
+
+def load_network_pkl(source):
+    """Loads a network pickle of NVIDIA's StyleGAN3/StyleGAN2 code without PyTorch or running its code.
+
+    Args:
+        source: Path, http(s) URL, or binary file object of a ``.pkl`` written by the
+            reference code (training snapshot or released model).
+
+    Returns:
+        dict with the Keras models ``G``, ``D``, ``G_ema`` (those present), ``augment_p``
+        (float or None), ``augment_kwargs`` (dict or None), ``training_set_kwargs``
+        (dict or None), and ``architecture``.
+
+    Raises:
+        afgan_tf.torch_pickle.UnsafePickleError: the pickle references a global that is
+            not on the allow-list (nothing was executed).
+        pickle.UnpicklingError: truncated or corrupt file.
+        ValueError: unknown classes or contents.
+    """
+    import io
+    from afgan_tf import torch_pickle
+    data = torch_pickle.load(io.BytesIO(_read_source(source)))
+    if isinstance(data, tuple) and len(data) == 3:
+        raise ValueError('this is a legacy TensorFlow (StyleGAN/StyleGAN2 TF) pickle, which is not supported; '
+                         'convert it with NVIDIA\'s legacy.py first')
+    if not isinstance(data, dict) or not any(k in data for k in ('G', 'D', 'G_ema')):
+        raise ValueError(f'not a network pickle: expected a dict with G / D / G_ema, got {type(data).__name__}')
+    out = {'architecture': None}
+    for key in ('G', 'G_ema'):
+        if data.get(key) is not None:
+            _check_classes(data[key], GENERATOR_CLASSES, key)
+            kwargs = _init_kwargs(data[key])
+            out['architecture'] = _architecture(data[key], kwargs)
+            out[key] = generator_from_state_dict(out['architecture'], kwargs,
+                                                 torch_pickle.module_state_dict(data[key]))
+    if data.get('D') is not None:
+        _check_classes(data['D'], DISCRIMINATOR_CLASSES, 'D')
+        out['D'] = discriminator_from_state_dict(_init_kwargs(data['D']), torch_pickle.module_state_dict(data['D']))
+    out['augment_p'] = out['augment_kwargs'] = None
+    if data.get('augment_pipe') is not None:
+        _check_classes(data['augment_pipe'], AUGMENT_CLASSES, 'augment_pipe')
+        pipe_state = torch_pickle.module_state_dict(data['augment_pipe'])
+        out['augment_p'] = float(np.asarray(pipe_state['p'])) if 'p' in pipe_state else None
+        out['augment_kwargs'] = _init_kwargs(data['augment_pipe'])
+    tsk = data.get('training_set_kwargs')
+    out['training_set_kwargs'] = _plain(dict(tsk)) if tsk is not None else None
+    return out

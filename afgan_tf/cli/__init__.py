@@ -1,0 +1,1 @@
+"""Console scripts (absl flags); each module has a ``run()`` entry point."""

@@ -1,0 +1,282 @@
+"""Reads PyTorch-pickled network files without PyTorch and without running their code.
+
+NVIDIA's network pickles hold ``torch.nn.Module`` objects whose classes are rebuilt
+from module source text embedded in the file (``torch_utils.persistence``), so a plain
+``pickle.load`` executes that code. ``load`` uses a restricted unpickler instead: it
+resolves only an allow-list of globals (``ALLOWED_GLOBALS``) to local, side-effect-free
+constructors, refuses every other global with ``UnsafePickleError`` naming it, and
+turns each persistent object into an inert ``PersistentObject`` record (class name +
+state). Tensor storages, which PyTorch pickles as bytes written by ``torch.save``, are
+parsed here for both of its formats (the zip archive and the legacy stream) with the
+standard library and numpy.
+"""
+
+import collections
+import io
+import pickle
+import zipfile
+
+import numpy as np
+
+# torch storage classes -> numpy dtype.
+STORAGE_DTYPES = {
+    'FloatStorage': np.float32, 'HalfStorage': np.float16, 'DoubleStorage': np.float64,
+    'BFloat16Storage': 'bfloat16', 'LongStorage': np.int64, 'IntStorage': np.int32, 'ShortStorage': np.int16,
+    'CharStorage': np.int8, 'ByteStorage': np.uint8, 'BoolStorage': np.bool_, 'UntypedStorage': np.uint8,
+}
+_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+_LEGACY_PROTOCOL = 1001
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """The file references a global outside the allow-list (it was not resolved or run)."""
+
+
+class PersistentObject:
+    """An object pickled through ``torch_utils.persistence``: its class name and state, nothing run."""
+
+    def __init__(self, meta):
+        meta = dict(meta)
+        self.class_name = meta.get('class_name')
+        self.version = meta.get('version')
+        self.state = dict(meta.get('state') or {})
+        # meta['module_src'] (Python source) is deliberately ignored: never executed.
+
+    def __repr__(self):
+        return f'PersistentObject({self.class_name!r})'
+
+
+class EasyDict(dict):
+    """Stand-in for ``dnnlib.util.EasyDict`` (a dict with attribute access)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class Storage:
+    """A typed, flat tensor storage (numpy array)."""
+
+    def __init__(self, array):
+        self.array = array
+
+
+def _bfloat16_to_float32(raw):
+    return (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def _array_from_bytes(raw, dtype):
+    if dtype == 'bfloat16':
+        return _bfloat16_to_float32(raw)
+    return np.frombuffer(raw, dtype).copy()
+
+
+def _storage_dtype(storage_type):
+    name = getattr(storage_type, 'storage_name', None)
+    if name not in STORAGE_DTYPES:
+        raise pickle.UnpicklingError(f'unsupported tensor storage type {storage_type!r}')
+    return STORAGE_DTYPES[name]
+
+
+class _StorageType:
+    """Marker for a ``torch.<X>Storage`` global inside ``torch.save`` data."""
+
+    def __init__(self, name):
+        self.storage_name = name
+
+    def __repr__(self):
+        return f'torch.{self.storage_name}'
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only allow-listed globals; persistent ids come from ``persistent_load``."""
+
+    def __init__(self, file, allowed, persistent_load=None):
+        super().__init__(file)
+        self._allowed = allowed
+        self._persistent = persistent_load
+
+    def find_class(self, module, name):
+        target = self._allowed.get((module, name))
+        if target is None:
+            raise UnsafePickleError(f'refusing to load global {module}.{name}: not allowed in a network pickle '
+                                    '(nothing from the file was executed)')
+        return target
+
+    def persistent_load(self, pid):
+        if self._persistent is None:
+            raise pickle.UnpicklingError(f'unexpected persistent id {pid!r}')
+        return self._persistent(pid)
+
+
+# Globals allowed inside torch.save data (storage classes only).
+_TORCH_SAVE_GLOBALS = {('torch', name): _StorageType(name) for name in STORAGE_DTYPES}
+_TORCH_SAVE_GLOBALS[('torch.storage', 'UntypedStorage')] = _StorageType('UntypedStorage')
+_TORCH_SAVE_GLOBALS[('collections', 'OrderedDict')] = collections.OrderedDict
+
+
+def _load_legacy_storage(data):
+    """``torch.save(storage, _use_new_zipfile_serialization=False)`` stream -> Storage."""
+    f = io.BytesIO(data)
+    header = lambda: _RestrictedUnpickler(f, {}).load()     # Plain values only: no globals at all.
+    if header() != _LEGACY_MAGIC or header() != _LEGACY_PROTOCOL:
+        raise pickle.UnpicklingError('tensor storage bytes are not a torch.save stream')
+    sys_info = header()
+    if not sys_info.get('little_endian', True):
+        raise pickle.UnpicklingError('big-endian tensor storages are not supported')
+    records = {}
+
+    def persistent(pid):
+        kind, storage_type, key, _location, numel = pid[:5]
+        if kind != 'storage':
+            raise pickle.UnpicklingError(f'unsupported persistent id {pid!r}')
+        records.setdefault(key, (_storage_dtype(storage_type), numel))
+        return ('storage', key)
+    result = _RestrictedUnpickler(f, _TORCH_SAVE_GLOBALS, persistent).load()
+    keys = header()
+    arrays = {}
+    for key in keys:
+        dtype, numel = records[key]
+        count = int.from_bytes(f.read(8), 'little')
+        itemsize = 2 if dtype == 'bfloat16' else np.dtype(dtype).itemsize
+        raw = f.read(count * itemsize)
+        if count != numel or len(raw) != count * itemsize:
+            raise pickle.UnpicklingError('tensor storage bytes are truncated')
+        arrays[key] = _array_from_bytes(raw, dtype)
+    if not (isinstance(result, tuple) and result[0] == 'storage'):
+        raise pickle.UnpicklingError('torch.save data does not hold a storage')
+    return Storage(arrays[result[1]])
+
+
+def _load_zip_storage(data):
+    """``torch.save(storage)`` zip archive -> Storage."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        pkl = next((n for n in names if n.endswith('/data.pkl') or n == 'data.pkl'), None)
+        if pkl is None:
+            raise pickle.UnpicklingError('torch.save archive has no data.pkl')
+        prefix = pkl[:-len('data.pkl')]
+        byteorder = archive.read(prefix + 'byteorder').decode() if prefix + 'byteorder' in names else 'little'
+        if byteorder != 'little':
+            raise pickle.UnpicklingError('big-endian tensor storages are not supported')
+
+        def persistent(pid):
+            kind, storage_type, key, _location, numel = pid[:5]
+            if kind != 'storage':
+                raise pickle.UnpicklingError(f'unsupported persistent id {pid!r}')
+            array = _array_from_bytes(archive.read(f'{prefix}data/{key}'), _storage_dtype(storage_type))
+            if array.size < numel:
+                raise pickle.UnpicklingError('tensor storage bytes are truncated')
+            return Storage(array[:numel])
+        result = _RestrictedUnpickler(io.BytesIO(archive.read(pkl)), _TORCH_SAVE_GLOBALS, persistent).load()
+    if not isinstance(result, Storage):
+        raise pickle.UnpicklingError('torch.save data does not hold a storage')
+    return result
+
+
+def load_storage_bytes(data):
+    """The bytes of ``torch.storage._load_from_bytes`` (zip or legacy ``torch.save``) -> Storage."""
+    if data[:4] == b'PK\x03\x04':
+        return _load_zip_storage(data)
+    return _load_legacy_storage(data)
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
+                       metadata=None):
+    del requires_grad, backward_hooks, metadata
+    array = storage.array
+    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    if not size:
+        return array[storage_offset].copy()
+    needed = storage_offset + sum((s - 1) * st for s, st in zip(size, stride)) + 1
+    if min(size) > 0 and needed > array.size:
+        raise pickle.UnpicklingError('tensor extends past its storage')
+    view = np.lib.stride_tricks.as_strided(array[storage_offset:], shape=size,
+                                           strides=[st * array.itemsize for st in stride], writeable=False)
+    return np.array(view)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):
+    return _rebuild_tensor_v2(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
+    del requires_grad, backward_hooks
+    return data
+
+
+def _numpy_globals():
+    try:
+        from numpy._core import multiarray
+    except ImportError:         # numpy 1.x
+        from numpy.core import multiarray
+    out = {}
+    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+        out[(module, '_reconstruct')] = multiarray._reconstruct
+        out[(module, 'scalar')] = multiarray.scalar
+    for module in ('numpy', 'numpy.core.multiarray', 'numpy._core.multiarray'):
+        out[(module, 'ndarray')] = np.ndarray
+        out[(module, 'dtype')] = np.dtype
+    return out
+
+
+ALLOWED_GLOBALS = {
+    ('torch_utils.persistence', '_reconstruct_persistent_obj'): PersistentObject,
+    ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor_v2,
+    ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
+    ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+    ('torch.storage', '_load_from_bytes'): load_storage_bytes,
+    ('torch', 'Size'): tuple,
+    ('collections', 'OrderedDict'): collections.OrderedDict,
+    ('dnnlib.util', 'EasyDict'): EasyDict,
+    ('dnnlib', 'EasyDict'): EasyDict,
+    ('builtins', 'set'): set,
+    ('builtins', 'frozenset'): frozenset,
+    **_numpy_globals(),
+}
+
+
+def load(file):
+    """Unpickles a network pickle from a binary file object with the restricted unpickler.
+
+    Raises:
+        UnsafePickleError: a global outside ``ALLOWED_GLOBALS`` is referenced.
+        pickle.UnpicklingError: the data is truncated or malformed.
+    """
+    try:
+        return _RestrictedUnpickler(file, ALLOWED_GLOBALS).load()
+    except UnsafePickleError:
+        raise
+    except (EOFError, pickle.UnpicklingError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+            zipfile.BadZipFile, MemoryError) as e:
+        raise pickle.UnpicklingError(f'truncated or corrupt network pickle: {type(e).__name__}: {e}') from e
+
+
+def module_state_dict(obj, prefix=''):
+    """``{name: numpy array}`` of a pickled torch module (parameters and persistent buffers)."""
+    if not isinstance(obj, PersistentObject):
+        raise TypeError(f'expected a pickled module, got {type(obj).__name__}')
+    state = obj.state
+    out = {}
+    for name, value in (state.get('_parameters') or {}).items():
+        if value is not None:
+            out[prefix + name] = np.asarray(value)
+    skip = set(state.get('_non_persistent_buffers_set') or ())
+    for name, value in (state.get('_buffers') or {}).items():
+        if value is not None and name not in skip:
+            out[prefix + name] = np.asarray(value)
+    for name, child in (state.get('_modules') or {}).items():
+        if child is not None:
+            out.update(module_state_dict(child, f'{prefix}{name}.'))
+    return out
+
+
+def module_classes(obj):
+    """Class names of a pickled module and all its submodules."""
+    names = {obj.class_name}
+    for child in (obj.state.get('_modules') or {}).values():
+        if isinstance(child, PersistentObject):
+            names |= module_classes(child)
+    return names
