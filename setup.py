@@ -27,8 +27,17 @@ setup(
         'absl-py',
         'tensorboard',
     ],
-    extras_require={'dev': ['pytest', 'pytest-timeout']},
+    extras_require={
+        'dev': ['pytest', 'pytest-timeout'],
+        'video': ['imageio', 'imageio-ffmpeg'],            # MP4 output of afgan-video.
+        'serving': ['requests', 'tensorflow-serving-api'],  # afgan_tf.export.client (REST / gRPC).
+    },
     entry_points={'console_scripts': [
         'afgan-import=afgan_tf.cli.import_network:run',
+        'afgan-export=afgan_tf.cli.export:run',
+        'afgan-generate=afgan_tf.cli.generate:run',
+        'afgan-video=afgan_tf.cli.video:run',
+        'afgan-spectra=afgan_tf.cli.spectra:run',
+        'afgan-sticking=afgan_tf.cli.sticking:run',
     ]},
 )

@@ -22,6 +22,7 @@ import numpy as np
 
 import afgan_tf
 from afgan_tf import images, nvidia
+from afgan_tf.transforms import make_transform
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('outdir', 'out/demo', 'Where to write the PNG grids.')
@@ -31,15 +32,6 @@ flags.DEFINE_string('reference', None, 'Folder with meta.json / G.npz / io.npz o
 flags.DEFINE_integer('num', 16, 'Number of images.')
 flags.DEFINE_integer('seed', 0, 'Seed of the latents.')
 flags.DEFINE_float('trunc', 1.0, 'Truncation psi.')
-
-
-def transform_matrix(translate=(0.0, 0.0), rotate_degrees=0.0):
-    """The inverse (output -> input) transform the StyleGAN3 input layer expects."""
-    angle = np.deg2rad(rotate_degrees)
-    m = np.eye(3)
-    m[0, 0], m[0, 1], m[1, 0], m[1, 1] = np.cos(angle), np.sin(angle), -np.sin(angle), np.cos(angle)
-    m[0, 2], m[1, 2] = translate
-    return np.linalg.inv(m).astype(np.float32)
 
 
 def main(_):
@@ -65,7 +57,7 @@ def main(_):
           f'({FLAGS.num / seconds:.1f} img/s) -> {outdir / "grid.png"}')
     if G.architecture.startswith('stylegan3'):
         ws = G.mapping(z, truncation_psi=FLAGS.trunc)
-        moved = G.synthesis(ws, transform=transform_matrix((0.1, -0.05), 10))
+        moved = G.synthesis(ws, transform=make_transform((0.1, -0.05), 10))
         images.save_image_grid(outdir / 'grid_translated_rotated.png', moved)
         print(f'same latents, translated and rotated -> {outdir / "grid_translated_rotated.png"}')
 

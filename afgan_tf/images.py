@@ -4,11 +4,19 @@ import numpy as np
 
 
 def to_uint8(images, drange=(-1, 1)):
-    """``[N, H, W, C]`` float in ``drange`` -> uint8 in [0, 255] (rounded, clipped)."""
+    """``[N, H, W, C]`` float in ``drange`` -> uint8, as NVIDIA's tools do (``x * 127.5 + 128``, clip, floor)."""
     images = np.asarray(images, dtype=np.float32)
     lo, hi = drange
-    images = (images - lo) * (255 / (hi - lo))
-    return np.clip(np.rint(images), 0, 255).astype(np.uint8)
+    images = (images - lo) * (255 / (hi - lo)) + 0.5
+    return np.floor(np.clip(images, 0, 255)).astype(np.uint8)
+
+
+def to_uint8_tf(images, drange=(-1, 1)):
+    """``to_uint8`` in TensorFlow (for exported graphs)."""
+    import tensorflow as tf
+    lo, hi = drange
+    images = (tf.cast(images, tf.float32) - lo) * (255 / (hi - lo)) + 0.5
+    return tf.cast(tf.floor(tf.clip_by_value(images, 0, 255)), tf.uint8)
 
 
 def image_grid(images, grid=None, drange=(-1, 1)):

@@ -1,0 +1,133 @@
+"""Helpers shared by the console scripts: argument parsing, network loading, progress, errors."""
+
+import contextlib
+import pathlib
+import re
+import shutil
+import sys
+import time
+
+import numpy as np
+
+MAX_SEED = 2 ** 32 - 1
+
+
+class UsageError(Exception):
+    """Bad user input: printed as 'error: ...' with exit code 2, without a traceback."""
+
+
+def fail(message, code=2):
+    print(f'error: {message}', file=sys.stderr)
+    sys.exit(code)
+
+
+def parse_seeds(text):
+    """'0-7' or '1,5,10-12' -> list of ints in [0, 2**32 - 1]."""
+    seeds = []
+    for part in str(text).replace(' ', '').split(','):
+        span = re.fullmatch(r'(-?\d+)-(-?\d+)', part)
+        if span:
+            lo, hi = int(span.group(1)), int(span.group(2))
+            if hi < lo:
+                raise UsageError(f'seed range {part!r} is empty')
+            seeds.extend(range(lo, hi + 1))
+        elif re.fullmatch(r'-?\d+', part):
+            seeds.append(int(part))
+        else:
+            raise UsageError(f'--seeds must be like 0-7 or 1,5,10-12, got {text!r}')
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise UsageError(f'seeds must be in [0, {MAX_SEED}], got {bad[:3]}')
+    return seeds
+
+
+def parse_pair(text, name, cast=float):
+    """'a,b' -> (a, b)."""
+    try:
+        a, b = (cast(v) for v in str(text).split(','))
+    except ValueError:
+        raise UsageError(f'{name} must be two comma-separated numbers, got {text!r}') from None
+    return a, b
+
+
+def parse_grid(text):
+    """'4x2' -> (4, 2) (columns, rows)."""
+    try:
+        gw, gh = (int(v) for v in str(text).lower().split('x'))
+    except ValueError:
+        raise UsageError(f'--grid must be like 4x2 (columns x rows), got {text!r}') from None
+    if gw < 1 or gh < 1:
+        raise UsageError(f'--grid must be positive, got {text!r}')
+    return gw, gh
+
+
+def seed_latents(seeds, z_dim):
+    """z for each seed exactly as NVIDIA's tools draw it: RandomState(seed).randn(1, z_dim)."""
+    return np.concatenate([np.random.RandomState(s).randn(1, z_dim) for s in seeds]).astype(np.float32)
+
+
+def load_generator(path, which='G_ema'):
+    """The generator of any network the project reads (directory or .pkl); UsageError if unusable."""
+    import pickle
+    from afgan_tf import network_io, torch_pickle
+    try:
+        net = network_io.load_network(path)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+    except (ValueError, pickle.UnpicklingError, torch_pickle.UnsafePickleError) as e:
+        raise UsageError(f'cannot load network {path}: {e}') from None
+    G = net.get(which) or net.get('G_ema') or net.get('G')
+    if G is None:
+        raise UsageError(f'{path} holds no generator')
+    return G
+
+
+@contextlib.contextmanager
+def output_dir(path, force=False, must_be_new=False):
+    """Creates ``path``; on failure removes what this call created (no partial output)."""
+    path = pathlib.Path(path)
+    existed = path.exists()
+    if existed and must_be_new and not force:
+        raise UsageError(f'{path} exists (use --force to replace it)')
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        if not existed:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+class Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, total, label=''):
+        self.total, self.label, self.start, self.count = max(total, 1), label, time.time(), 0
+
+    def close(self):
+        if self.count < self.total:
+            sys.stderr.write('\n')
+            sys.stderr.flush()
+
+    def update(self, n=1):
+        self.count += n
+        frac = self.count / self.total
+        elapsed = time.time() - self.start
+        eta = elapsed / frac - elapsed if frac > 0 else 0
+        bar = '#' * int(30 * frac)
+        sys.stderr.write(f'\r{self.label} [{bar:<30}] {self.count}/{self.total} {elapsed:5.1f}s eta {eta:5.1f}s')
+        if self.count >= self.total:
+            sys.stderr.write('\n')
+        sys.stderr.flush()
+
+
+def run_main(main):
+    """absl main wrapper: quiet logging; UsageError -> 'error: ...' and exit 2."""
+    def wrapped(argv):
+        from absl import logging
+        logging.set_verbosity(logging.WARNING)
+        try:
+            return main(argv)
+        except UsageError as e:
+            fail(str(e))
+    return wrapped
