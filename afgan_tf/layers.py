@@ -71,6 +71,24 @@ def _check_shape(x, expected, name):
         raise ValueError(f'{name} must have shape [{exp}], got {list(shape)}')
 
 
+NOISE_MODES = ('random', 'const', 'none')
+
+
+def check_resolution(img_resolution):
+    """Raises ValueError unless img_resolution is a power of two >= 4."""
+    if not isinstance(img_resolution, (int, np.integer)) or img_resolution < 4 or img_resolution & (img_resolution - 1):
+        raise ValueError(f'img_resolution must be a power of two >= 4, got {img_resolution!r}')
+
+
+def check_synthesis_args(ws, noise_mode, num_ws, w_dim):
+    """Validates a synthesis call; returns ws as a float32 tensor [N, num_ws, w_dim]."""
+    if noise_mode not in NOISE_MODES:
+        raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
+    ws = tf.convert_to_tensor(ws, dtype='float32')
+    _check_shape(ws, [None, num_ws, w_dim], 'ws')
+    return ws
+
+
 def to_tf_kernel(weight):
     """``[out, in, kh, kw]`` (reference) -> ``[kh, kw, in, out]`` (tf.nn.conv2d)."""
     return tf.transpose(weight, [2, 3, 1, 0])

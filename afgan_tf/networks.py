@@ -7,7 +7,7 @@ import tensorflow as tf
 import keras
 
 from afgan_tf import stylegan2, stylegan3
-from afgan_tf.layers import MappingNetwork, reference_variables
+from afgan_tf.layers import MappingNetwork, check_resolution, reference_variables
 
 # Architecture presets: which synthesis network, and the defaults that the reference's
 # train.py uses for that config. Explicit keyword arguments override them.
@@ -32,9 +32,7 @@ def _check_positive_int(value, name, minimum=1):
 
 
 def _check_common(img_resolution, img_channels):
-    if (not isinstance(img_resolution, (int, np.integer)) or img_resolution < 4
-            or img_resolution & (img_resolution - 1)):
-        raise ValueError(f'img_resolution must be a power of two >= 4, got {img_resolution!r}')
+    check_resolution(img_resolution)
     _check_positive_int(img_channels, 'img_channels')
 
 

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from afgan_tf import filters as filters_lib
 from afgan_tf import ops
-from afgan_tf.layers import FullyConnected, MappingNetwork, RefLayer, _check_shape, conv2d, modulated_conv2d
+from afgan_tf.layers import (FullyConnected, MappingNetwork, RefLayer, check_resolution, check_synthesis_args, conv2d,
+                             modulated_conv2d)
 
 SQRT_HALF = float(np.sqrt(0.5))
 
@@ -166,11 +167,6 @@ class SynthesisBlock(RefLayer):
                 'use_noise': self.use_noise, 'seed': self.seed}
 
 
-def _check_resolution(img_resolution):
-    if not isinstance(img_resolution, (int, np.integer)) or img_resolution < 4 or img_resolution & (img_resolution - 1):
-        raise ValueError(f'img_resolution must be a power of two >= 4, got {img_resolution!r}')
-
-
 class SynthesisNetwork(RefLayer):
     """StyleGAN2 synthesis network (skip architecture), blocks b4 ... b{img_resolution}."""
 
@@ -189,7 +185,7 @@ class SynthesisNetwork(RefLayer):
                  fused_modconv_default=True,  # Accepted for compatibility (modconv is always unfused here).
                  **kwargs):
         super().__init__(**kwargs)
-        _check_resolution(img_resolution)
+        check_resolution(img_resolution)
         self.w_dim, self.img_resolution, self.img_channels = int(w_dim), int(img_resolution), int(img_channels)
         self.seed = seed
         self._config = dict(channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res,
@@ -214,10 +210,7 @@ class SynthesisNetwork(RefLayer):
         del update_emas, impl       # No moving averages and no custom op in this network.
         if transform is not None:
             raise ValueError('transform is only supported by StyleGAN3 generators')
-        if noise_mode not in ('random', 'const', 'none'):
-            raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
-        ws = tf.convert_to_tensor(ws, dtype='float32')
-        _check_shape(ws, [None, self.num_ws, self.w_dim], 'ws')
+        ws = check_synthesis_args(ws, noise_mode, self.num_ws, self.w_dim)
         x = img = None
         w_idx = 0
         for res in self.block_resolutions:
@@ -417,7 +410,7 @@ class DiscriminatorNetwork(RefLayer):
                  channel_max=512, num_fp16_res=4, conv_clamp=256, cmap_dim=None, block_kwargs=None,
                  mapping_kwargs=None, epilogue_kwargs=None, seed=None, **kwargs):
         super().__init__(**kwargs)
-        _check_resolution(img_resolution)
+        check_resolution(img_resolution)
         self.c_dim, self.img_resolution, self.img_channels = int(c_dim), int(img_resolution), int(img_channels)
         log2 = int(np.log2(img_resolution))
         self.block_resolutions = [2 ** i for i in range(log2, 2, -1)]

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from afgan_tf import filters as filters_lib
 from afgan_tf import ops
-from afgan_tf.layers import FullyConnected, RefLayer, _check_shape, modulated_conv2d
+from afgan_tf.layers import FullyConnected, RefLayer, check_synthesis_args, modulated_conv2d
 from afgan_tf.specs import stylegan3_layer_specs
 
 
@@ -185,10 +185,7 @@ class SynthesisNetwork(RefLayer):
         self.built = True
 
     def call(self, ws, transform=None, noise_mode='const', update_emas=False, impl='auto', return_activations=False):
-        if noise_mode not in ('random', 'const', 'none'):
-            raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
-        ws = tf.convert_to_tensor(ws, dtype='float32')
-        _check_shape(ws, [None, self.num_ws, self.w_dim], 'ws')
+        ws = check_synthesis_args(ws, noise_mode, self.num_ws, self.w_dim)
         x = self.input_layer(ws[:, 0], transform=transform)
         activations = {'input': x}
         for idx, name in enumerate(self.layer_names):

@@ -65,3 +65,32 @@ class CudaKernels:
     def backward(self, params, dy_ptr, x_ptr, b_ptr, fu, fd, dx_ptr, stream=0):
         self._check(self.lib.afgan_flrelu_cuda_backward(ctypes.byref(params), dy_ptr, x_ptr, b_ptr, self._taps(fu),
                                                         self._taps(fd), dx_ptr, ctypes.c_void_p(stream)))
+
+
+def random_case(rng, max_size=10, max_channels=6, max_batch=3):
+    """A random filtered_lrelu test case: ``(shape, fu, fd, kwargs)``.
+
+    Covers up 1/2/4, down 1/2, missing / separable / 2-D filters of random length,
+    negative and positive padding (always leaving an output), clamp or none, slopes
+    0 / 0.2 / 1, and flip_filter. kwargs use this module's names (``flip``).
+    """
+    up, down = int(rng.choice([1, 2, 4])), int(rng.choice([1, 2]))
+
+    def filt(factor):
+        kind = rng.choice(['none', 'sep', '2d'])
+        if kind == 'none':
+            return None
+        taps = int(rng.integers(1, 4)) * factor + int(rng.integers(0, 2))
+        return rng.standard_normal([taps] if kind == 'sep' else [taps, taps]).astype(np.float32)
+
+    fu, fd = filt(up), filt(down)
+    h, w = int(rng.integers(1, max_size)), int(rng.integers(1, max_size))
+    need = (1 if fu is None else fu.shape[-1]) + (1 if fd is None else fd.shape[-1]) - 2
+    pad = [int(rng.integers(-2, 5)) for _ in range(4)]
+    pad[0] += max(0, need - (w * up + pad[0] + pad[1]) + 1)
+    pad[2] += max(0, need - (h * up + pad[2] + pad[3]) + 1)
+    kwargs = dict(up=up, down=down, padding=pad, gain=float(rng.uniform(0.5, 2)),
+                  slope=float(rng.choice([0.0, 0.2, 1.0])),
+                  clamp=None if rng.random() < 0.4 else float(rng.uniform(0.5, 3)), flip=bool(rng.random() < 0.3))
+    shape = [int(rng.integers(1, max_batch + 1)), h, w, int(rng.integers(1, max_channels + 1))]
+    return shape, fu, fd, kwargs

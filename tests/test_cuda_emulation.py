@@ -57,36 +57,13 @@ def _rel(a, b):
     return float(np.max(np.abs(a.astype(np.float64) - b)) / max(np.max(np.abs(b)), 1e-12))
 
 
-def _case(rng):
-    up, down = int(rng.choice([1, 2, 4])), int(rng.choice([1, 2]))
-
-    def filt(factor):
-        kind = rng.choice(['none', 'sep', '2d'])
-        if kind == 'none':
-            return None
-        taps = int(rng.integers(1, 4)) * factor + int(rng.integers(0, 2))
-        return rng.standard_normal([taps] if kind == 'sep' else [taps, taps]).astype(np.float32)
-
-    fu, fd = filt(up), filt(down)
-    h, w = int(rng.integers(1, 22)), int(rng.integers(1, 22))     # Several tiles per image.
-    need = (1 if fu is None else fu.shape[-1]) + (1 if fd is None else fd.shape[-1]) - 2
-    pad = [int(rng.integers(-2, 5)) for _ in range(4)]
-    pad[0] += max(0, need - (w * up + pad[0] + pad[1]) + 1)
-    pad[2] += max(0, need - (h * up + pad[2] + pad[3]) + 1)
-    kw = dict(up=up, down=down, padding=pad, gain=float(rng.uniform(0.5, 2)),
-              slope=float(rng.choice([0.0, 0.2, 1.0])), clamp=None if rng.random() < 0.4 else float(rng.uniform(0.5, 3)),
-              flip=bool(rng.random() < 0.3))
-    shape = [int(rng.integers(1, 3)), h, w, int(rng.integers(1, 11))]   # Up to two channel groups.
-    return shape, fu, fd, kw
-
-
 @pytest.mark.parametrize('seed', range(24))
 def test_emulated_cuda_kernels_match_reference(emulated, seed):
     rng = np.random.default_rng(100 + seed)
-    shape, fu, fd, kw = _case(rng)
+    api, _ = emulated
+    shape, fu, fd, kw = api.random_case(rng, max_size=22, max_channels=10, max_batch=2)   # Several tiles, 2 groups.
     x = rng.standard_normal(shape).astype(np.float32)
     b = rng.standard_normal(shape[-1]).astype(np.float32)
-    api, _ = emulated
     p, _, _ = api.prepare(shape, fu, fd, **kw)
     dy = rng.standard_normal(api.output_shape(p)).astype(np.float32)
     y_ref, dx_ref = _reference(x, b, dy, fu, fd, **kw)

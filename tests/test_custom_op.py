@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from afgan_tf import custom_ops, ops
+from afgan_tf.custom_ops import cuda_api
 from conftest import max_abs, nhwc
 
 REQUIRE = os.environ.get('AFGAN_TF_REQUIRE_CUSTOM_OP', '0') == '1'
@@ -54,30 +55,12 @@ def test_reference_cases(reference_dir):
 
 
 def _random_case(rng):
-    up = int(rng.choice([1, 2, 4]))
-    down = int(rng.choice([1, 2]))
-    def filt(factor):
-        kind = rng.choice(['none', 'sep', '2d'])
-        if kind == 'none':
-            return None
-        taps = int(rng.integers(1, 4)) * factor + int(rng.integers(0, 2))
-        return rng.standard_normal([taps] if kind == 'sep' else [taps, taps]).astype(np.float32)
-    fu, fd = filt(up), filt(down)
-    h, w = int(rng.integers(1, 10)), int(rng.integers(1, 10))
-    fuw = 1 if fu is None else fu.shape[-1]
-    fdw = 1 if fd is None else fd.shape[-1]
-    need = fuw + fdw - 2          # Padding that keeps at least one output per axis.
-    pad = [int(rng.integers(-2, 4)) for _ in range(4)]
-    pad[0] += max(0, need - (w * up + pad[0] + pad[1]) + 1)
-    pad[2] += max(0, need - (h * up + pad[2] + pad[3]) + 1)
-    n, c = int(rng.integers(1, 4)), int(rng.integers(1, 6))
-    kwargs = dict(fu=fu, fd=fd, up=up, down=down, padding=pad, gain=float(rng.uniform(0.5, 2)),
-                  slope=float(rng.choice([0.0, 0.2, 1.0, rng.uniform(0, 1)])),
-                  clamp=None if rng.random() < 0.4 else float(rng.uniform(0.1, 3)),
-                  flip_filter=bool(rng.random() < 0.3))
-    x = rng.standard_normal([n, h, w, c]).astype(np.float32)
-    b = rng.standard_normal([c]).astype(np.float32)
-    return x, b, kwargs
+    """A random case from custom_ops/cuda_api.py, with ops.filtered_lrelu's argument names."""
+    shape, fu, fd, kw = cuda_api.random_case(rng)
+    kw['flip_filter'] = kw.pop('flip')
+    x = rng.standard_normal(shape).astype(np.float32)
+    b = rng.standard_normal(shape[-1]).astype(np.float32)
+    return x, b, dict(kw, fu=fu, fd=fd)
 
 
 @pytest.mark.parametrize('seed', range(40))

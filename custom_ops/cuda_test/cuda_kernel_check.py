@@ -100,29 +100,6 @@ def reference(x, b, fu, fd, up, down, padding, gain, slope, clamp, flip):
 
 # ----------------------------------------------------------------------------
 
-def random_case(rng):
-    up, down = int(rng.choice([1, 2, 4])), int(rng.choice([1, 2]))
-
-    def filt(factor):
-        kind = rng.choice(['none', 'sep', '2d'])
-        if kind == 'none':
-            return None
-        taps = int(rng.integers(1, 4)) * factor + int(rng.integers(0, 2))
-        return rng.standard_normal([taps] if kind == 'sep' else [taps, taps]).astype(np.float32)
-
-    fu, fd = filt(up), filt(down)
-    h, w = int(rng.integers(1, 24)), int(rng.integers(1, 24))
-    need = (1 if fu is None else fu.shape[-1]) + (1 if fd is None else fd.shape[-1]) - 2
-    pad = [int(rng.integers(-2, 6)) for _ in range(4)]
-    pad[0] += max(0, need - (w * up + pad[0] + pad[1]) + 1)
-    pad[2] += max(0, need - (h * up + pad[2] + pad[3]) + 1)
-    kw = dict(up=up, down=down, padding=pad, gain=float(rng.uniform(0.5, 2)),
-              slope=float(rng.choice([0.0, 0.2, 1.0])), clamp=None if rng.random() < 0.4 else float(rng.uniform(0.5, 3)),
-              flip=bool(rng.random() < 0.3))
-    shape = [int(rng.integers(1, 4)), h, w, int(rng.integers(1, 20))]
-    return shape, fu, fd, kw
-
-
 def layer_cases(arch, resolution=256, batch=4):
     kwargs = dict(channel_base=32768, channel_max=512) if arch == 'stylegan3-t' else \
         dict(channel_base=65536, channel_max=1024, conv_kernel=1, use_radial_filters=True)
@@ -178,7 +155,7 @@ def main():
     rng = np.random.default_rng(0)
     worst, failures = 0.0, 0
     for i in range(args.cases):
-        shape, fu, fd, kw = random_case(rng)
+        shape, fu, fd, kw = cuda_api.random_case(rng, max_size=24, max_channels=19)
         errs = compare(kernel, shape, fu, fd, kw, gen)
         worst = max(worst, *errs)
         if max(errs) > args.tol:
