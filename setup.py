@@ -39,5 +39,6 @@ setup(
         'afgan-video=afgan_tf.cli.video:run',
         'afgan-spectra=afgan_tf.cli.spectra:run',
         'afgan-sticking=afgan_tf.cli.sticking:run',
+        'afgan-dataset=afgan_tf.cli.dataset:run',
     ]},
 )

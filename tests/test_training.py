@@ -1,0 +1,193 @@
+"""Training building blocks: losses, R1, blur, EMA, fit() on 1 and 2 replicas, datasets."""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import afgan_tf
+from afgan_tf.training import dataset, loss
+from afgan_tf.training.gan import GAN, lazy_adam
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+
+
+def test_loss_formulas():
+    real, fake = tf.constant([2.0, -1.0]), tf.constant([0.5, -3.0])
+    assert np.allclose(loss.generator_loss(fake), np.log1p(np.exp(-fake.numpy())))
+    expected = np.log1p(np.exp(fake.numpy())) + np.log1p(np.exp(-real.numpy()))
+    assert np.allclose(loss.discriminator_loss(real, fake), expected)
+
+
+def test_r1_known_gradient():
+    a = tf.constant(np.random.default_rng(0).standard_normal([1, 4, 4, 2]).astype(np.float32))
+    linear_d = lambda x: tf.reduce_sum(x * a, axis=[1, 2, 3])[:, None]     # dD/dx = a for every sample.
+    r1 = loss.r1_penalty(linear_d, tf.zeros([3, 4, 4, 2]))
+    assert np.allclose(r1, np.sum(a.numpy() ** 2), rtol=1e-5)
+
+
+def test_blur_matches_reference_taps():
+    img = np.zeros([1, 41, 41, 1], np.float32)
+    img[0, 20, 20, 0] = 1
+    assert np.array_equal(loss.blur_images(img, 0.0), img)
+    out = loss.blur_images(img, 2.0).numpy()[0, :, :, 0]
+    t = np.arange(-6, 7)
+    taps = np.exp2(-(t / 2.0) ** 2)
+    taps /= taps.sum()
+    assert np.allclose(out[14:27, 14:27], np.outer(taps, taps), atol=1e-6)
+    assert np.isclose(out.sum(), 1, atol=1e-5)
+
+
+def _small_gan(batch=4, **kwargs):
+    kw = dict(z_dim=16, w_dim=16, img_resolution=16, img_channels=1, channel_base=256, channel_max=16)
+    G = afgan_tf.Generator('stylegan3-t', seed=0, **kw)
+    G_ema = afgan_tf.Generator('stylegan3-t', seed=0, **kw)
+    D = afgan_tf.Discriminator(img_resolution=16, img_channels=1, channel_base=256, channel_max=16,
+                               epilogue_kwargs=dict(mbstd_group_size=2))
+    gan = GAN(G, D, G_ema, batch_size=batch, r1_gamma=1.0, **kwargs)
+    gan.compile(g_optimizer=lazy_adam(0.0025), d_optimizer=lazy_adam(0.002, 16))
+    return gan
+
+
+def test_fit_one_device_updates_everything():
+    gan = _small_gan(blur_init_sigma=2, blur_fade_kimg=1)
+    images = (np.random.default_rng(0).random([16, 16, 16, 1]) * 255).astype(np.uint8)
+    g0 = [v.numpy().copy() for v in gan.G.trainable_variables]
+    d0 = [v.numpy().copy() for v in gan.D.trainable_variables]
+    e0 = [v.numpy().copy() for v in gan.G_ema.trainable_variables]
+    history = gan.fit(dataset.make_dataset(images, 4), epochs=1, steps_per_epoch=2, verbose=0).history
+    for name in ('loss_G', 'loss_D', 'loss_r1'):
+        assert np.isfinite(history[name][-1]), name
+    assert history['loss_r1'][-1] > 0                       # Step 0 ran the lazy R1.
+    assert int(gan.step.numpy()) == 2 and float(gan.nimg.numpy()) == 8
+    changed = lambda before, now: any(not np.allclose(b, v.numpy()) for b, v in zip(before, now))
+    assert changed(g0, gan.G.trainable_variables) and changed(d0, gan.D.trainable_variables)
+    assert changed(e0, gan.G_ema.trainable_variables)
+    assert float(gan.blur_sigma()) < 2                     # The blur fades with nimg.
+
+
+def test_ema_update_formula():
+    gan = _small_gan()
+    for v in gan.G.trainable_variables:
+        v.assign(v + 1.0)
+    gan.nimg.assign(1e9)                                    # Past the ramp-up.
+    before = [v.numpy().copy() for v in gan.G_ema.trainable_variables]
+    beta = float(gan.ema_beta())
+    assert np.isclose(beta, 0.5 ** (4 / (4 * 10 / 32 * 1000)))
+    gan._update_ema()
+    for b, src, dst in zip(before, gan.G.trainable_variables, gan.G_ema.trainable_variables):
+        assert np.allclose(dst.numpy(), src.numpy() + (b - src.numpy()) * beta, atol=1e-6)
+    # Buffers are copied, not averaged.
+    assert np.array_equal(gan.G_ema.mapping.w_avg.numpy(), gan.G.mapping.w_avg.numpy())
+
+
+TWO_REPLICAS = r'''
+import os, sys
+os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices('CPU')[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[1])
+from test_training import _small_gan
+from afgan_tf.training import dataset
+strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'], cross_device_ops=tf.distribute.ReductionToOneDevice())
+with strategy.scope():
+    gan = _small_gan(batch=4)
+images = (np.random.default_rng(0).random([16, 16, 16, 1]) * 255).astype(np.uint8)
+ds = strategy.distribute_datasets_from_function(lambda ctx: dataset.make_dataset(images, 4, input_context=ctx))
+g0 = gan.G.trainable_variables[0].numpy().copy()
+h = gan.fit(ds, epochs=1, steps_per_epoch=2, verbose=0).history
+print(strategy.num_replicas_in_sync, int(gan.step.numpy()), float(gan.nimg.numpy()),
+      all(np.isfinite(v[-1]) for v in h.values()), not np.allclose(g0, gan.G.trainable_variables[0].numpy()))
+'''
+
+
+def test_fit_two_mirrored_replicas():
+    result = subprocess.run([sys.executable, '-c', TWO_REPLICAS, os.path.dirname(__file__)], capture_output=True,
+                            text=True, env=ENV, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-5:] == ['2', '2', '8.0', 'True', 'True']
+
+
+# ----------------------------------------------------------------------------
+# Datasets.
+
+def _write_idx(path, array):
+    header = b'\x00\x00\x08' + bytes([array.ndim]) + b''.join(int(d).to_bytes(4, 'big') for d in array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def test_fashion_mnist_reader(tmp_path):
+    images = np.arange(2 * 28 * 28).reshape(2, 28, 28) % 256
+    _write_idx(tmp_path / 'train-images-idx3-ubyte.gz', images)
+    _write_idx(tmp_path / 'train-labels-idx1-ubyte.gz', np.array([3, 7]))
+    x, y = dataset.fashion_mnist(tmp_path)
+    assert x.shape == (2, 28, 28, 1) and np.array_equal(x[..., 0], images) and y.tolist() == [3, 7]
+    with pytest.raises(dataset.DatasetError, match='apt-get install dataset-fashion-mnist'):
+        dataset.fashion_mnist(tmp_path / 'missing')
+
+
+def test_convert_folder_with_corrupt_and_mixed_channels(tmp_path):
+    src = tmp_path / 'src'
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, [40, 30, 3], dtype=np.uint8)).save(src / f'a{i}.png')
+    Image.fromarray(rng.integers(0, 255, [40, 30], dtype=np.uint8)).save(src / 'grey.png')
+    (src / 'broken.png').write_bytes(b'not a png')
+    logs = []
+    summary = dataset.convert(src, tmp_path / 'out.zip', resolution=16, log=logs.append)
+    assert summary['written'] == 5 and summary['corrupt'] == 1 and summary['wrong_channels'] == 1
+    assert summary['channels'] == 3 and summary['resolution'] == 16
+    assert 'skipped 1 corrupt' in logs[0]
+    with zipfile.ZipFile(tmp_path / 'out.zip') as z:
+        names = sorted(z.namelist())
+        assert names[0] == '00000/img00000000.png' and 'dataset.json' in names
+        assert json.loads(z.read('dataset.json'))['labels'] is None
+    images, labels = dataset.load_images(tmp_path / 'out.zip')
+    assert images.shape == (5, 16, 16, 3) and labels is None
+
+
+def test_convert_refuses_mixed_sizes_without_resolution(tmp_path):
+    src = tmp_path / 'src'
+    src.mkdir()
+    Image.new('RGB', (16, 16)).save(src / 'a.png')
+    Image.new('RGB', (32, 32)).save(src / 'b.png')
+    with pytest.raises(dataset.DatasetError, match='different sizes'):
+        dataset.convert(src, tmp_path / 'out.zip')
+    assert not (tmp_path / 'out.zip').exists()
+    with pytest.raises(dataset.DatasetError, match='power of two'):
+        dataset.convert(src, tmp_path / 'out.zip', resolution=24)
+
+
+@pytest.mark.skipif(not dataset.FASHION_MNIST_DIR.is_dir(), reason='dataset-fashion-mnist not installed')
+def test_dataset_cli_fashion_mnist(tmp_path):
+    dest = tmp_path / 'fm.zip'
+    r = subprocess.run([sys.executable, '-m', 'afgan_tf.cli.dataset', '--source=fashion-mnist', f'--dest={dest}',
+                        '--resolution=32', '--max_images=20'], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])['written'] == 20
+    images, labels = dataset.load_images(dest)
+    assert images.shape == (20, 32, 32, 1) and labels is not None and labels.max() <= 9
+    again = subprocess.run([sys.executable, '-m', 'afgan_tf.cli.dataset', '--source=fashion-mnist', f'--dest={dest}'],
+                           capture_output=True, text=True, env=ENV)
+    assert again.returncode != 0 and 'exists' in again.stderr
+
+
+def test_make_dataset_range_labels_and_flip():
+    images = np.zeros([4, 8, 8, 1], np.uint8)
+    images[:, :, :4] = 255
+    ds = dataset.make_dataset(images, 4, labels=np.array([0, 1, 2, 1]), c_dim=3, xflip=True, shuffle=False,
+                              repeat=False)
+    img, c = next(iter(ds))
+    assert img.shape == (4, 8, 8, 1) and float(tf.reduce_min(img)) == -1 and float(tf.reduce_max(img)) == 1
+    assert c.shape == (4, 3) and np.array_equal(np.argmax(c, 1), [0, 1, 2, 1])
+    with pytest.raises(dataset.DatasetError, match='no labels'):
+        dataset.make_dataset(images, 4, c_dim=3)

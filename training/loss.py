@@ -1,0 +1,43 @@
+"""GAN losses of the reference's StyleGAN2Loss: non-saturating logistic loss and R1."""
+
+import tensorflow as tf
+
+
+def generator_loss(fake_logits):
+    """Non-saturating loss of G: softplus(-D(G(z))), per sample."""
+    return tf.nn.softplus(-fake_logits)
+
+
+def discriminator_loss(real_logits, fake_logits):
+    """Logistic loss of D: softplus(D(G(z))) + softplus(-D(x)), per sample."""
+    return tf.nn.softplus(fake_logits) + tf.nn.softplus(-real_logits)
+
+
+def r1_penalty(discriminate, real_images):
+    """Per-sample R1: || d sum(D(x)) / dx ||^2 (gradient w.r.t. the real images, differentiable)."""
+    with tf.GradientTape() as tape:
+        tape.watch(real_images)
+        total = tf.reduce_sum(discriminate(real_images))
+    grads = tape.gradient(total, real_images)
+    return tf.reduce_sum(tf.square(grads), axis=[1, 2, 3])
+
+
+def blur_images(images, sigma, max_radius=30):
+    """The StyleGAN3-R blur of the images D sees, as the reference does it.
+
+    Taps exp2(-(t / sigma)^2) for |t| <= floor(3 sigma), normalised, separable, with zero
+    padding (same size out). ``sigma`` may be a tensor; radius is capped at ``max_radius``
+    (sigma <= 10 covers the reference's schedule). sigma below 1/3 (no taps) = identity.
+    """
+    sigma = tf.convert_to_tensor(sigma, tf.float32)
+    size = tf.floor(sigma * 3)
+    taps = tf.range(-max_radius, max_radius + 1, dtype=tf.float32)
+    kernel = tf.where(tf.abs(taps) <= size, tf.pow(2.0, -tf.square(taps / tf.maximum(sigma, 1e-8))), 0.0)
+    kernel = kernel / tf.reduce_sum(kernel)
+    channels = images.shape[-1]
+    kx = tf.tile(kernel[tf.newaxis, :, tf.newaxis, tf.newaxis], [1, 1, channels, 1])
+    ky = tf.tile(kernel[:, tf.newaxis, tf.newaxis, tf.newaxis], [1, 1, channels, 1])
+    padded = tf.pad(images, [[0, 0], [max_radius, max_radius], [max_radius, max_radius], [0, 0]])
+    blurred = tf.nn.depthwise_conv2d(tf.nn.depthwise_conv2d(padded, kx, [1, 1, 1, 1], 'VALID'), ky, [1, 1, 1, 1],
+                                     'VALID')
+    return tf.where(size > 0, blurred, images)
