@@ -40,5 +40,6 @@ setup(
         'afgan-spectra=afgan_tf.cli.spectra:run',
         'afgan-sticking=afgan_tf.cli.sticking:run',
         'afgan-dataset=afgan_tf.cli.dataset:run',
+        'afgan-train=afgan_tf.cli.train:run',
     ]},
 )

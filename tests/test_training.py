@@ -191,3 +191,41 @@ def test_make_dataset_range_labels_and_flip():
     assert c.shape == (4, 3) and np.array_equal(np.argmax(c, 1), [0, 1, 2, 1])
     with pytest.raises(dataset.DatasetError, match='no labels'):
         dataset.make_dataset(images, 4, c_dim=3)
+
+
+def test_train_cli_smoke_and_resume(tmp_path):
+    """A few steps of afgan-train, then --resume continues with the same step counter."""
+    data = tmp_path / 'data.zip'
+    rng = np.random.default_rng(0)
+    src = tmp_path / 'src'
+    src.mkdir()
+    for i in range(16):
+        Image.fromarray(rng.integers(0, 255, [16, 16], dtype=np.uint8)).save(src / f'{i}.png')
+    dataset.convert(src, data)
+    common = ['--cfg=stylegan3-t', f'--data={data}', '--batch=4', '--gamma=0.5', '--cbase=256', '--cmax=16',
+              '--tick=0.008', '--snap=1', '--log_every=1']
+    first = subprocess.run([sys.executable, '-m', 'afgan_tf.cli.train', f'--outdir={tmp_path / "runs"}', *common,
+                            '--kimg=0.012'], capture_output=True, text=True, env=ENV, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_dir = next((tmp_path / 'runs').iterdir())
+    assert 'kimg' in first.stdout and 'sec/kimg' in first.stdout and 'loss_G' in first.stdout
+    state = json.loads((run_dir / 'state.json').read_text())
+    assert state['step'] == 3
+    for name in ('training_options.json', 'fakes_init.png', 'fakes_final.png', 'network-final/networks.json'):
+        assert (run_dir / name).exists(), name
+    assert any((run_dir / 'logs').iterdir())
+    options = json.loads((run_dir / 'training_options.json').read_text())
+    assert options['G_kwargs']['magnitude_ema_beta'] == pytest.approx(0.5 ** (4 / 20000))
+    assert options['loss_kwargs']['ema_kimg'] == pytest.approx(4 * 10 / 32)
+    second = subprocess.run([sys.executable, '-m', 'afgan_tf.cli.train', f'--outdir={tmp_path / "runs"}', *common,
+                             f'--resume={run_dir}', '--kimg=0.02'], capture_output=True, text=True, env=ENV,
+                            timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert 'resumed from' in second.stdout and 'at step 3' in second.stdout
+    assert json.loads((run_dir / 'state.json').read_text())['step'] == 5
+    from afgan_tf import network_io
+    G = network_io.load_network(run_dir / 'network-final')['G_ema']
+    assert G(np.zeros([1, 512], np.float32)).shape == (1, 16, 16, 1)
+    bad = subprocess.run([sys.executable, '-m', 'afgan_tf.cli.train', f'--outdir={tmp_path / "runs"}', *common,
+                          '--aug=ada'], capture_output=True, text=True, env=ENV)
+    assert bad.returncode != 0 and 'not implemented yet' in bad.stderr

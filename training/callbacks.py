@@ -1,0 +1,112 @@
+"""Keras callbacks of a training run: progress line, checkpoints, sample grids, time budget."""
+
+import json
+import pathlib
+import time
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from afgan_tf import images
+
+
+class Progress(keras.callbacks.Callback):
+    """Prints 'kimg, sec/kimg, losses, ETA' every ``every`` steps and logs them to TensorBoard."""
+
+    def __init__(self, gan, total_kimg, every=10, log_dir=None):
+        super().__init__()
+        self.gan, self.total_kimg, self.every = gan, float(total_kimg), int(every)
+        self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
+        self.start_time = self.start_kimg = None
+
+    def on_train_begin(self, logs=None):
+        self.start_time, self.start_kimg = time.time(), self.kimg()
+
+    def kimg(self):
+        return float(self.gan.nimg.numpy()) / 1000
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.gan.step.numpy())
+        if step % self.every:
+            return
+        kimg = self.kimg()
+        done = max(kimg - self.start_kimg, 1e-9)
+        sec_per_kimg = (time.time() - self.start_time) / done
+        eta = max(self.total_kimg - kimg, 0) * sec_per_kimg
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        print(f'kimg {kimg:8.3f}  step {step:6d}  sec/kimg {sec_per_kimg:7.2f}  '
+              + '  '.join(f'{k} {v:.4f}' for k, v in sorted(logs.items()))
+              + f'  blur {float(self.gan.blur_sigma()):.2f}  eta {eta / 60:.1f} min', flush=True)
+        if self.writer:
+            with self.writer.as_default(step=step):
+                for k, v in logs.items():
+                    tf.summary.scalar(f'Loss/{k}', v)
+                tf.summary.scalar('Progress/kimg', kimg)
+                tf.summary.scalar('Timing/sec_per_kimg', sec_per_kimg)
+                tf.summary.scalar('Progress/lr_G', float(keras.ops.convert_to_numpy(
+                    self.gan.g_optimizer.learning_rate)))
+                tf.summary.scalar('Progress/lr_D', float(keras.ops.convert_to_numpy(
+                    self.gan.d_optimizer.learning_rate)))
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Writes a grid of G_ema images from fixed latents at the start and after every epoch."""
+
+    def __init__(self, gan, run_dir, z, c=None, grid=None, log_dir=None):
+        super().__init__()
+        self.gan, self.run_dir, self.z, self.c, self.grid = gan, pathlib.Path(run_dir), z, c, grid
+        self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
+
+    def write(self, tag):
+        img = self.gan.G_ema(self.z, self.c).numpy()
+        canvas = images.save_image_grid(self.run_dir / f'fakes{tag}.png', img, grid=self.grid)
+        if self.writer:
+            with self.writer.as_default(step=int(self.gan.step.numpy())):
+                tf.summary.image('Samples/G_ema', canvas[np.newaxis])
+        return canvas
+
+    def on_train_begin(self, logs=None):
+        if not (self.run_dir / 'fakes_init.png').exists():
+            self.write('_init')
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.write(f'{int(self.gan.nimg.numpy()) // 1000:06d}')
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves a tf.train checkpoint after every epoch (and at the end of training)."""
+
+    def __init__(self, manager, gan, run_dir):
+        super().__init__()
+        self.manager, self.gan, self.run_dir = manager, gan, pathlib.Path(run_dir)
+
+    def save(self):
+        path = self.manager.save(checkpoint_number=int(self.gan.step.numpy()))
+        state = {'checkpoint': pathlib.Path(path).name, 'step': int(self.gan.step.numpy()),
+                 'kimg': float(self.gan.nimg.numpy()) / 1000}
+        tmp = self.run_dir / '.state.json.tmp'
+        tmp.write_text(json.dumps(state))
+        tmp.replace(self.run_dir / 'state.json')          # Atomic.
+        return path
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save()
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training after ``minutes`` (checked after every step) or at ``total_kimg``."""
+
+    def __init__(self, gan, minutes=None, total_kimg=None):
+        super().__init__()
+        self.gan, self.minutes, self.total_kimg = gan, minutes, total_kimg
+        self.start = None
+
+    def on_train_begin(self, logs=None):
+        self.start = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.minutes is not None and time.time() - self.start > self.minutes * 60:
+            self.model.stop_training = True
+        if self.total_kimg is not None and float(self.gan.nimg.numpy()) >= self.total_kimg * 1000:
+            self.model.stop_training = True
