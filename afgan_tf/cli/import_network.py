@@ -8,11 +8,12 @@ which every afgan_tf tool accepts as --network.
 """
 
 import os
-import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from absl import app, flags
+
+from afgan_tf.cli import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('pkl', None, 'Network pickle: path or http(s) URL.')
@@ -26,15 +27,15 @@ def main(argv):
     import pickle
     from afgan_tf import network_io, nvidia, torch_pickle
     if os.path.exists(FLAGS.out) and not FLAGS.force:
-        sys.exit(f'error: {FLAGS.out} exists (use --force to replace it)')
+        raise common.UsageError(f'{FLAGS.out} exists (use --force to replace it)')
     try:
         data = nvidia.load_network_pkl(FLAGS.pkl)
     except FileNotFoundError:
-        sys.exit(f'error: {FLAGS.pkl} not found')
+        raise common.UsageError(f'{FLAGS.pkl} not found') from None
     except torch_pickle.UnsafePickleError as e:
-        sys.exit(f'error: {e}')
+        raise common.UsageError(str(e)) from None
     except (pickle.UnpicklingError, ValueError) as e:
-        sys.exit(f'error: cannot import {FLAGS.pkl}: {e}')
+        raise common.UsageError(f'cannot import {FLAGS.pkl}: {e}') from None
     models = {k: data[k] for k in network_io.MODEL_NAMES if k in data}
     extras = {k: data[k] for k in ('architecture', 'augment_p', 'augment_kwargs', 'training_set_kwargs')}
     extras['source'] = str(FLAGS.pkl)
@@ -45,7 +46,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    app.run(common.run_main(main))
 
 
 if __name__ == '__main__':
