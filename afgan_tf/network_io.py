@@ -3,7 +3,8 @@
 Format: a directory with ``networks.json`` (format tag, version, each model's Keras
 config, and extras such as the augmentation probability) and one
 ``<name>.weights.h5`` per model (``G``, ``D``, ``G_ema``). ``load_network`` also reads
-NVIDIA network pickles (``.pkl``) through ``afgan_tf.nvidia.load_network_pkl``.
+NVIDIA network pickles (``.pkl``) through ``afgan_tf.nvidia.load_network_pkl``, and
+afgan-train run directories (their latest checkpoint).
 """
 
 import json
@@ -77,8 +78,29 @@ def _load_dir(path):
     return out
 
 
+def is_run_dir(path):
+    path = pathlib.Path(path)
+    return (path / 'training_options.json').is_file() and (path / 'checkpoints').is_dir()
+
+
+def _load_run_dir(path):
+    """The latest checkpoint of an afgan-train run directory (models rebuilt from training_options.json)."""
+    import tensorflow as tf
+    path = pathlib.Path(path)
+    options = json.loads((path / 'training_options.json').read_text())
+    latest = tf.train.latest_checkpoint(str(path / 'checkpoints'))
+    if latest is None:
+        raise ValueError(f'{path} is a training run without checkpoints yet')
+    G = Generator(**options['G_kwargs'])
+    G_ema = Generator(**options['G_kwargs'])
+    D = Discriminator(**options['D_kwargs'])
+    tf.train.Checkpoint(G=G, D=D, G_ema=G_ema).restore(latest).expect_partial().assert_existing_objects_matched()
+    return {'G': G, 'D': D, 'G_ema': G_ema, 'architecture': options['cfg'], 'checkpoint': latest}
+
+
 def load_network(path):
-    """Loads ``G``/``D``/``G_ema`` (and extras) from a project network directory or an NVIDIA ``.pkl``.
+    """Loads ``G``/``D``/``G_ema`` (and extras) from a project network directory, an afgan-train run
+    directory (its latest checkpoint), or an NVIDIA ``.pkl``.
 
     Raises ``FileNotFoundError`` for a missing path and ``ValueError`` for an unknown format.
     """
@@ -90,8 +112,11 @@ def load_network(path):
     if not path.exists():
         raise FileNotFoundError(f'network not found: {path}')
     if path.is_dir():
+        if is_run_dir(path):
+            return _load_run_dir(path)
         if not is_network_dir(path):
-            raise ValueError(f'{path} is a directory without networks.json: not an {FORMAT} directory')
+            raise ValueError(f'{path} is a directory without networks.json: not an {FORMAT} directory '
+                             'nor a training run')
         return _load_dir(path)
     with open(path, 'rb') as f:
         head = f.read(2)

@@ -225,7 +225,15 @@ def test_train_cli_smoke_and_resume(tmp_path):
     assert json.loads((run_dir / 'state.json').read_text())['step'] == 5
     from afgan_tf import network_io
     G = network_io.load_network(run_dir / 'network-final')['G_ema']
-    assert G(np.zeros([1, 512], np.float32)).shape == (1, 16, 16, 1)
+    z = np.random.default_rng(1).standard_normal([2, 512]).astype(np.float32)
+    assert G(z).shape == (2, 16, 16, 1)
+    # The run directory itself loads too (its latest checkpoint: the same weights here).
+    from_run = network_io.load_network(run_dir)
+    assert from_run['checkpoint'].endswith('ckpt-5')
+    assert np.max(np.abs(from_run['G_ema'](z).numpy() - G(z).numpy())) < 1e-6
+    r = subprocess.run([sys.executable, '-m', 'afgan_tf.cli.generate', f'--network={run_dir}', '--seeds=0-1',
+                        f'--outdir={tmp_path / "gen"}'], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0 and len(list((tmp_path / 'gen').iterdir())) == 2, r.stderr[-2000:]
     bad = subprocess.run([sys.executable, '-m', 'afgan_tf.cli.train', f'--outdir={tmp_path / "runs"}', *common,
                           '--aug=ada'], capture_output=True, text=True, env=ENV)
     assert bad.returncode != 0 and 'not implemented yet' in bad.stderr

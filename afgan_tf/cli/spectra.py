@@ -2,8 +2,8 @@
 
     afgan-spectra --source data/ffhq.zip --source models/ffhq-t --outdir out/spectra [--num 1000]
 
-Each --source is a dataset (folder or zip of images) or a network (project directory or
-NVIDIA .pkl; --num images from seeds 0..num-1). Writes <label>.npz (spectrum,
+Each --source is a dataset (folder or zip of images) or a network (project directory,
+training run directory or NVIDIA .pkl; --num images from seeds 0..num-1). Writes <label>.npz (spectrum,
 image_size), heatmaps.png (dB heatmaps side by side) and slices.png (0 and 45 degree
 slices of all sources). Whitening uses --mean/--std, by default the pixel statistics of
 the first source.
@@ -34,7 +34,7 @@ flags.mark_flags_as_required(['source', 'outdir'])
 def _is_network(path):
     from afgan_tf import network_io
     p = pathlib.Path(path)
-    return str(path).endswith('.pkl') or (p.is_dir() and network_io.is_network_dir(p))
+    return str(path).endswith('.pkl') or (p.is_dir() and (network_io.is_network_dir(p) or network_io.is_run_dir(p)))
 
 
 def _batches(source, num, batch=16):

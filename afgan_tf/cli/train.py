@@ -175,7 +175,8 @@ def main(argv):
     cbs = [callbacks.Progress(gan, total_kimg, FLAGS.log_every, run_dir / 'logs'), grids, saver,
            callbacks.TimeLimit(gan, FLAGS.minutes, total_kimg)]
     if epochs > 0:
-        gan.fit(ds, epochs=epochs, steps_per_epoch=steps_per_tick * options['snap'], callbacks=cbs, verbose=0)
+        gan.fit(ds, epochs=epochs, steps_per_epoch=steps_per_tick * options['snap'], callbacks=cbs, verbose=0,
+                shuffle=False)
     saver.save()
     grids.write('_final')
     network_io.save_network(run_dir / 'network-final', {'G': G, 'D': D, 'G_ema': G_ema},
