@@ -87,11 +87,18 @@ inline Vec ActGradV(Vec v, float gain, float slope, float clamp) {
 // input index i0[o] (t1 == t0: no tap hits the input).
 struct AxisTaps {
   std::vector<int> t0, t1, i0;
-  int up = 1;
-  explicit AxisTaps(const AfganPass& s) : t0(s.out_len), t1(s.out_len), i0(s.out_len), up(s.up) {
+  int up = 1, down = 1;
+  explicit AxisTaps(const AfganPass& s) : t0(s.out_len), t1(s.out_len), i0(s.out_len), up(s.up), down(s.down) {
     for (int o = 0; o < s.out_len; ++o) {
       if (!afgan_tap_range(s, o, &t0[o], &t1[o], &i0[o])) t1[o] = t0[o];
     }
+  }
+
+  // Outputs o .. o + 3 can be computed together (one weight broadcast per tap, four FMAs):
+  // up == 1, the same tap range, and inputs exactly `down` apart.
+  bool Uniform4(int o) const {
+    return up == 1 && t0[o] == t0[o + 3] && t1[o] == t1[o + 3] && t0[o] == t0[o + 1] && t1[o] == t1[o + 1] &&
+           t0[o] == t0[o + 2] && t1[o] == t1[o + 2] && i0[o + 3] == i0[o] + 3 * down;
   }
 };
 
@@ -131,10 +138,28 @@ void Load(const float* src, const float* bias, int rows, int cols, int channels,
 void PassX(const float* __restrict__ src, int rows, AfganSpan src_x, const AxisTaps& s, const float* g,
            AfganSpan out, float* __restrict__ dst) {
   const int step = s.up;
+  const int64_t gap = static_cast<int64_t>(s.down) * kCB;
+  const int end = out.lo + out.len;
   for (int r = 0; r < rows; ++r) {
     const float* row = src + (static_cast<int64_t>(r) * src_x.len - src_x.lo) * kCB;
     float* d = dst + static_cast<int64_t>(r) * out.len * kCB;
-    for (int o = out.lo; o < out.lo + out.len; ++o, d += kCB) {
+    int o = out.lo;
+    for (; o + 3 < end && s.Uniform4(o); o += 4, d += 4 * kCB) {
+      Vec a0 = {}, a1 = {}, a2 = {}, a3 = {};
+      const float* v = row + static_cast<int64_t>(s.i0[o]) * kCB;
+      for (int t = s.t0[o]; t < s.t1[o]; ++t, v += kCB) {
+        const float w = g[t];
+        a0 += LoadV(v) * w;
+        a1 += LoadV(v + gap) * w;
+        a2 += LoadV(v + 2 * gap) * w;
+        a3 += LoadV(v + 3 * gap) * w;
+      }
+      StoreV(d, a0);
+      StoreV(d + kCB, a1);
+      StoreV(d + 2 * kCB, a2);
+      StoreV(d + 3 * kCB, a3);
+    }
+    for (; o < end; ++o, d += kCB) {
       Vec acc = {};
       const float* v = row + static_cast<int64_t>(s.i0[o]) * kCB;
       for (int t = s.t0[o]; t < s.t1[o]; t += step, v += kCB) acc += LoadV(v) * g[t];
@@ -152,7 +177,47 @@ void PassY(const float* __restrict__ src, AfganSpan src_y, AfganSpan src_x, cons
   for (int r = 0; r < out_y.len; ++r) {
     const int o = r + out_y.lo, ty0 = sy.t0[o], ty1 = sy.t1[o];
     const float* rows = src + (sy.i0[o] - src_y.lo) * src_row;
-    for (int col = 0; col < out_x.len; ++col) {
+    int col = 0;
+    if (!g2d) {     // Separable y pass: four neighbouring columns share every tap.
+      for (; col + 3 < out_x.len; col += 4) {
+        Vec a0 = {}, a1 = {}, a2 = {}, a3 = {};
+        const float* v = rows + static_cast<int64_t>(col) * kCB;
+        for (int t = ty0; t < ty1; t += sy.up, v += src_row) {
+          const float w = g[t];
+          a0 += LoadV(v) * w;
+          a1 += LoadV(v + kCB) * w;
+          a2 += LoadV(v + 2 * kCB) * w;
+          a3 += LoadV(v + 3 * kCB) * w;
+        }
+        store(r, col, a0);
+        store(r, col + 1, a1);
+        store(r, col + 2, a2);
+        store(r, col + 3, a3);
+      }
+    } else {        // 2-D pass: four columns with the same x taps, inputs `down` apart.
+      const int64_t gap = static_cast<int64_t>(sx.down) * kCB;
+      for (; col + 3 < out_x.len && sx.Uniform4(col + out_x.lo); col += 4) {
+        Vec a0 = {}, a1 = {}, a2 = {}, a3 = {};
+        const int ox = col + out_x.lo, tx0 = sx.t0[ox], tx1 = sx.t1[ox];
+        const float* row = rows + static_cast<int64_t>(sx.i0[ox] - src_x.lo) * kCB;
+        for (int ty = ty0; ty < ty1; ty += sy.up, row += src_row) {
+          const float* g_row = g + ty * g_width;
+          const float* v = row;
+          for (int tx = tx0; tx < tx1; ++tx, v += kCB) {
+            const float w = g_row[tx];
+            a0 += LoadV(v) * w;
+            a1 += LoadV(v + gap) * w;
+            a2 += LoadV(v + 2 * gap) * w;
+            a3 += LoadV(v + 3 * gap) * w;
+          }
+        }
+        store(r, col, a0);
+        store(r, col + 1, a1);
+        store(r, col + 2, a2);
+        store(r, col + 3, a3);
+      }
+    }
+    for (; col < out_x.len; ++col) {
       Vec acc = {};
       if (!g2d) {
         const float* v = rows + static_cast<int64_t>(col) * kCB;
