@@ -237,3 +237,46 @@ def test_train_cli_smoke_and_resume(tmp_path):
     bad = subprocess.run([sys.executable, '-m', 'afgan_tf.cli.train', f'--outdir={tmp_path / "runs"}', *common,
                           '--aug=ada'], capture_output=True, text=True, env=ENV)
     assert bad.returncode != 0 and 'not implemented yet' in bad.stderr
+
+
+def test_sigkill_loses_at_most_one_interval(tmp_path):
+    """Kill afgan-train with SIGKILL at a random moment after its first checkpoint; resume."""
+    import re
+    import signal
+    import time
+    rng = np.random.default_rng(int(time.time()))
+    src = tmp_path / 'src'
+    src.mkdir()
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, [16, 16], dtype=np.uint8)).save(src / f'{i}.png')
+    dataset.convert(src, tmp_path / 'data.zip')
+    args = ['--cfg=stylegan3-t', f'--data={tmp_path / "data.zip"}', '--batch=4', '--gamma=0.5', '--cbase=256',
+            '--cmax=16', '--tick=0.008', '--snap=1', '--log_every=1', f'--outdir={tmp_path / "runs"}']
+    interval = 2                                      # Steps per checkpoint: tick 8 images / batch 4, snap 1.
+    log = open(tmp_path / 'log.txt', 'w')
+    proc = subprocess.Popen([sys.executable, '-u', '-m', 'afgan_tf.cli.train', *args, '--kimg=10'], stdout=log,
+                            stderr=subprocess.STDOUT, env=ENV)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not list((tmp_path / 'runs').glob('*/state.json')):
+            time.sleep(0.2)
+        assert proc.poll() is None, (tmp_path / 'log.txt').read_text()[-2000:]
+        time.sleep(float(rng.uniform(0, 3)))           # A random moment, possibly mid-checkpoint.
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    steps = [int(m) for m in re.findall(r'step\s+(\d+)', (tmp_path / 'log.txt').read_text())]
+    last_step = max(steps)
+    run_dir = next((tmp_path / 'runs').iterdir())
+    resumed = subprocess.run([sys.executable, '-m', 'afgan_tf.cli.train', *args, f'--resume={run_dir}',
+                              f'--kimg={(last_step + 4) * 4 / 1000}'], capture_output=True, text=True, env=ENV,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    match = re.search(r'at step (\d+)', resumed.stdout)
+    assert match, resumed.stdout[-2000:]
+    restored = int(match.group(1))
+    assert last_step - interval <= restored <= last_step + 1, (restored, last_step)
+    assert json.loads((run_dir / 'state.json').read_text())['step'] >= last_step
