@@ -14,9 +14,9 @@ from afgan_tf import images
 class Progress(keras.callbacks.Callback):
     """Prints 'kimg, sec/kimg, losses, ETA' every ``every`` steps and logs them to TensorBoard."""
 
-    def __init__(self, gan, total_kimg, every=10, log_dir=None):
+    def __init__(self, gan, total_kimg, every=10, log_dir=None, minutes=None):
         super().__init__()
-        self.gan, self.total_kimg, self.every = gan, float(total_kimg), int(every)
+        self.gan, self.total_kimg, self.every, self.minutes = gan, float(total_kimg), int(every), minutes
         self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
         self.start_time = self.start_kimg = None
 
@@ -34,6 +34,8 @@ class Progress(keras.callbacks.Callback):
         done = max(kimg - self.start_kimg, 1e-9)
         sec_per_kimg = (time.time() - self.start_time) / done
         eta = max(self.total_kimg - kimg, 0) * sec_per_kimg
+        if self.minutes is not None:        # A time budget ends the run sooner.
+            eta = min(eta, max(self.minutes * 60 - (time.time() - self.start_time), 0))
         logs = {k: float(v) for k, v in (logs or {}).items()}
         print(f'kimg {kimg:8.3f}  step {step:6d}  sec/kimg {sec_per_kimg:7.2f}  '
               + '  '.join(f'{k} {v:.4f}' for k, v in sorted(logs.items()))

@@ -172,7 +172,7 @@ def main(argv):
     grid_c = np.eye(c_dim, dtype=np.float32)[np.arange(16) % c_dim] if c_dim else None
     saver = callbacks.Checkpointer(manager, gan, run_dir)
     grids = callbacks.SampleGrid(gan, run_dir, grid_z, grid_c, grid=(4, 4), log_dir=run_dir / 'logs')
-    cbs = [callbacks.Progress(gan, total_kimg, FLAGS.log_every, run_dir / 'logs'), grids, saver,
+    cbs = [callbacks.Progress(gan, total_kimg, FLAGS.log_every, run_dir / 'logs', FLAGS.minutes), grids, saver,
            callbacks.TimeLimit(gan, FLAGS.minutes, total_kimg)]
     if epochs > 0:
         gan.fit(ds, epochs=epochs, steps_per_epoch=steps_per_tick * options['snap'], callbacks=cbs, verbose=0,
