@@ -82,6 +82,25 @@ inline Vec ActGradV(Vec v, float gain, float slope, float clamp) {
   return d;
 }
 
+// Four outputs accumulated together: one weight broadcast and four FMAs per tap, the
+// inputs `gap` floats apart.
+struct Acc4 {
+  Vec a0 = {}, a1 = {}, a2 = {}, a3 = {};
+  void Add(const float* v, int64_t gap, float w) {
+    a0 += LoadV(v) * w;
+    a1 += LoadV(v + gap) * w;
+    a2 += LoadV(v + 2 * gap) * w;
+    a3 += LoadV(v + 3 * gap) * w;
+  }
+  template <typename Store>
+  void Store4(Store store) const {
+    store(0, a0);
+    store(1, a1);
+    store(2, a2);
+    store(3, a3);
+  }
+};
+
 // Tap ranges of every output of a pass along one axis, precomputed once per call so the
 // inner loops do no integer division: taps t0[o], t0[o] + up, ... < t1[o] starting at
 // input index i0[o] (t1 == t0: no tap hits the input).
@@ -145,19 +164,10 @@ void PassX(const float* __restrict__ src, int rows, AfganSpan src_x, const AxisT
     float* d = dst + static_cast<int64_t>(r) * out.len * kCB;
     int o = out.lo;
     for (; o + 3 < end && s.Uniform4(o); o += 4, d += 4 * kCB) {
-      Vec a0 = {}, a1 = {}, a2 = {}, a3 = {};
+      Acc4 acc;
       const float* v = row + static_cast<int64_t>(s.i0[o]) * kCB;
-      for (int t = s.t0[o]; t < s.t1[o]; ++t, v += kCB) {
-        const float w = g[t];
-        a0 += LoadV(v) * w;
-        a1 += LoadV(v + gap) * w;
-        a2 += LoadV(v + 2 * gap) * w;
-        a3 += LoadV(v + 3 * gap) * w;
-      }
-      StoreV(d, a0);
-      StoreV(d + kCB, a1);
-      StoreV(d + 2 * kCB, a2);
-      StoreV(d + 3 * kCB, a3);
+      for (int t = s.t0[o]; t < s.t1[o]; ++t, v += kCB) acc.Add(v, gap, g[t]);
+      acc.Store4([&](int k, const Vec& a) { StoreV(d + k * kCB, a); });
     }
     for (; o < end; ++o, d += kCB) {
       Vec acc = {};
@@ -180,41 +190,23 @@ void PassY(const float* __restrict__ src, AfganSpan src_y, AfganSpan src_x, cons
     int col = 0;
     if (!g2d) {     // Separable y pass: four neighbouring columns share every tap.
       for (; col + 3 < out_x.len; col += 4) {
-        Vec a0 = {}, a1 = {}, a2 = {}, a3 = {};
+        Acc4 acc;
         const float* v = rows + static_cast<int64_t>(col) * kCB;
-        for (int t = ty0; t < ty1; t += sy.up, v += src_row) {
-          const float w = g[t];
-          a0 += LoadV(v) * w;
-          a1 += LoadV(v + kCB) * w;
-          a2 += LoadV(v + 2 * kCB) * w;
-          a3 += LoadV(v + 3 * kCB) * w;
-        }
-        store(r, col, a0);
-        store(r, col + 1, a1);
-        store(r, col + 2, a2);
-        store(r, col + 3, a3);
+        for (int t = ty0; t < ty1; t += sy.up, v += src_row) acc.Add(v, kCB, g[t]);
+        acc.Store4([&](int k, const Vec& a) { store(r, col + k, a); });
       }
     } else {        // 2-D pass: four columns with the same x taps, inputs `down` apart.
       const int64_t gap = static_cast<int64_t>(sx.down) * kCB;
       for (; col + 3 < out_x.len && sx.Uniform4(col + out_x.lo); col += 4) {
-        Vec a0 = {}, a1 = {}, a2 = {}, a3 = {};
+        Acc4 acc;
         const int ox = col + out_x.lo, tx0 = sx.t0[ox], tx1 = sx.t1[ox];
         const float* row = rows + static_cast<int64_t>(sx.i0[ox] - src_x.lo) * kCB;
         for (int ty = ty0; ty < ty1; ty += sy.up, row += src_row) {
           const float* g_row = g + ty * g_width;
           const float* v = row;
-          for (int tx = tx0; tx < tx1; ++tx, v += kCB) {
-            const float w = g_row[tx];
-            a0 += LoadV(v) * w;
-            a1 += LoadV(v + gap) * w;
-            a2 += LoadV(v + 2 * gap) * w;
-            a3 += LoadV(v + 3 * gap) * w;
-          }
+          for (int tx = tx0; tx < tx1; ++tx, v += kCB) acc.Add(v, gap, g_row[tx]);
         }
-        store(r, col, a0);
-        store(r, col + 1, a1);
-        store(r, col + 2, a2);
-        store(r, col + 3, a3);
+        acc.Store4([&](int k, const Vec& a) { store(r, col + k, a); });
       }
     }
     for (; col < out_x.len; ++col) {
