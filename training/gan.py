@@ -128,7 +128,9 @@ class GAN(keras.Model):
                 r1_per_sample = losses.r1_penalty(lambda x: self._discriminate(x, c), real)
                 loss_r1 = tf.reduce_sum(r1_per_sample * (self.r1_gamma / 2)) * scale * interval
             self._apply(self.d_optimizer, tape, loss_r1, self.D.trainable_variables)
-            loss_r1, r1 = loss_r1 / scale / self.batch_size, tf.reduce_mean(r1_per_sample)
+            # Reported per replica as a mean, like loss_G / loss_D (the metric averages replicas).
+            loss_r1 = tf.reduce_mean(r1_per_sample * (self.r1_gamma / 2)) * interval
+            r1 = tf.reduce_mean(r1_per_sample)
 
         self.nimg.assign_add(tf.cast(self.batch_size, tf.float64))
         self.step.assign_add(1)
