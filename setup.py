@@ -41,5 +41,6 @@ setup(
         'afgan-sticking=afgan_tf.cli.sticking:run',
         'afgan-dataset=afgan_tf.cli.dataset:run',
         'afgan-train=afgan_tf.cli.train:run',
+        'afgan-metrics=afgan_tf.cli.metrics:run',
     ]},
 )

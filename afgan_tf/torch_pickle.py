@@ -280,3 +280,87 @@ def module_classes(obj):
         if isinstance(child, PersistentObject):
             names |= module_classes(child)
     return names
+
+
+class ScriptModule:
+    """A module from a TorchScript archive: its class name and attributes (no code is loaded)."""
+
+    class_name = None
+    attributes = {}
+
+    def __setstate__(self, state):
+        self.attributes = dict(state)
+
+    def __repr__(self):
+        return f'ScriptModule({self.class_name!r})'
+
+
+class _ScriptUnpickler(_RestrictedUnpickler):
+    """Resolves ``__torch__.*`` module classes to inert ``ScriptModule`` records."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._classes = {}
+
+    def find_class(self, module, name):
+        if module.startswith('__torch__.'):
+            class_name = f'{module}.{name}'
+            if class_name not in self._classes:     # An inert subclass per TorchScript class (NEWOBJ needs a type).
+                self._classes[class_name] = type(name, (ScriptModule,), {'class_name': class_name})
+            return self._classes[class_name]
+        return super().find_class(module, name)
+
+
+_TORCHSCRIPT_GLOBALS = {
+    **_TORCH_SAVE_GLOBALS,
+    ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor_v2,
+    ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+    ('torch.jit._pickle', 'build_intlist'): list,
+    ('torch.jit._pickle', 'build_doublelist'): list,
+    ('torch.jit._pickle', 'build_boollist'): list,
+    ('torch.jit._pickle', 'build_tensorlist'): list,
+}
+
+
+def load_torchscript(path):
+    """Reads a TorchScript archive (``torch.jit.save``) without PyTorch: the module tree, code ignored.
+
+    Returns the root ``ScriptModule``; tensors are numpy arrays in its ``attributes``.
+    Raises ``pickle.UnpicklingError`` when the file is not such an archive.
+    """
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise pickle.UnpicklingError(f'{path}: not a TorchScript archive ({e})') from e
+    with archive:
+        names = archive.namelist()
+        pkl = next((n for n in names if n.endswith('/data.pkl') or n == 'data.pkl'), None)
+        if pkl is None:
+            raise pickle.UnpicklingError(f'{path}: not a TorchScript archive (no data.pkl)')
+        prefix = pkl[:-len('data.pkl')]
+
+        def persistent(pid):
+            kind, storage_type, key, _location, numel = pid[:5]
+            if kind != 'storage':
+                raise pickle.UnpicklingError(f'unsupported persistent id {pid!r}')
+            array = _array_from_bytes(archive.read(f'{prefix}data/{key}'), _storage_dtype(storage_type))
+            if array.size < numel:
+                raise pickle.UnpicklingError('tensor storage bytes are truncated')
+            return Storage(array[:numel])
+        try:
+            return _ScriptUnpickler(io.BytesIO(archive.read(pkl)), _TORCHSCRIPT_GLOBALS, persistent).load()
+        except UnsafePickleError:
+            raise
+        except (EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+            raise pickle.UnpicklingError(f'{path}: corrupt TorchScript archive: {type(e).__name__}: {e}') from e
+
+
+def script_module_tensors(module, prefix=''):
+    """``{dotted.name: array}`` of every tensor attribute in a ``ScriptModule`` tree."""
+    out = {}
+    for name, value in module.attributes.items():
+        if isinstance(value, ScriptModule):
+            out.update(script_module_tensors(value, f'{prefix}{name}.'))
+        elif isinstance(value, np.ndarray):
+            out[prefix + name] = value
+    return out

@@ -1,1 +1,1 @@
-"""afgan_tf.metrics: image analysis and metrics (spectra, texture sticking; FID/KID/PR and equivariance to come)."""
+"""afgan_tf.metrics: FID/KID/precision-recall, the equivariance metrics, spectra and texture sticking."""
