@@ -13,7 +13,7 @@ import tensorflow as tf
 from PIL import Image
 
 import afgan_tf
-from afgan_tf.training import dataset, loss
+from afgan_tf.training import augment, dataset, loss
 from afgan_tf.training.gan import GAN, lazy_adam
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
@@ -45,10 +45,10 @@ def test_blur_matches_reference_taps():
     assert np.isclose(out.sum(), 1, atol=1e-5)
 
 
-def _small_gan(batch=4, **kwargs):
+def _small_gan(batch=4, arch='stylegan3-t', **kwargs):
     kw = dict(z_dim=16, w_dim=16, img_resolution=16, img_channels=1, channel_base=256, channel_max=16)
-    G = afgan_tf.Generator('stylegan3-t', seed=0, **kw)
-    G_ema = afgan_tf.Generator('stylegan3-t', seed=0, **kw)
+    G = afgan_tf.Generator(arch, seed=0, **kw)
+    G_ema = afgan_tf.Generator(arch, seed=0, **kw)
     D = afgan_tf.Discriminator(img_resolution=16, img_channels=1, channel_base=256, channel_max=16,
                                epilogue_kwargs=dict(mbstd_group_size=2))
     gan = GAN(G, D, G_ema, batch_size=batch, r1_gamma=1.0, **kwargs)
@@ -235,8 +235,8 @@ def test_train_cli_smoke_and_resume(tmp_path):
                         f'--outdir={tmp_path / "gen"}'], capture_output=True, text=True, env=ENV)
     assert r.returncode == 0 and len(list((tmp_path / 'gen').iterdir())) == 2, r.stderr[-2000:]
     bad = subprocess.run([sys.executable, '-m', 'afgan_tf.cli.train', f'--outdir={tmp_path / "runs"}', *common,
-                          '--aug=ada'], capture_output=True, text=True, env=ENV)
-    assert bad.returncode != 0 and 'not implemented yet' in bad.stderr
+                          '--metrics=fid50k_full,foo'], capture_output=True, text=True, env=ENV)
+    assert bad.returncode == 2 and "unknown metric 'foo'" in bad.stderr
 
 
 def test_sigkill_loses_at_most_one_interval(tmp_path):
@@ -280,3 +280,166 @@ def test_sigkill_loses_at_most_one_interval(tmp_path):
     restored = int(match.group(1))
     assert last_step - interval <= restored <= last_step + 1, (restored, last_step)
     assert json.loads((run_dir / 'state.json').read_text())['step'] >= last_step
+
+
+# ---------------------------------------------------------------------------------------------
+# ADA augmentation.
+
+def _images(channels=3, n=2, size=16, seed=0, smooth=False):
+    rng = np.random.default_rng(seed)
+    if not smooth:
+        return tf.constant(rng.uniform(-1, 1, [n, size, size, channels]).astype(np.float32))
+    t = np.arange(size) / size
+    phase = rng.uniform(0, 2 * np.pi, [n, 1, 1, channels])
+    img = 0.9 * np.sin(2 * np.pi * (t[None, :, None, None] + 2 * t[None, None, :, None]) + phase)
+    return tf.constant(img.astype(np.float32))
+
+
+def test_augment_p0_is_identity():
+    x = _images()
+    assert np.array_equal(augment.AugmentPipe()(x, 0.0).numpy(), x.numpy())
+
+
+@pytest.mark.parametrize('name', sorted(augment.BGC))
+@pytest.mark.parametrize('channels', [1, 3])
+def test_each_augmentation_keeps_shape_range_and_is_differentiable(name, channels):
+    pipe = augment.AugmentPipe(**{k: (1 if k == name else 0) for k in augment.BGC})
+    x = _images(channels, n=8, smooth=True)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = pipe(x, 1.0, rng=tf.random.Generator.from_seed(1))
+        total = tf.reduce_sum(y * tf.range(8, dtype=tf.float32)[:, None, None, None])
+    g = tape.gradient(total, x)
+    assert y.shape == x.shape
+    assert np.all(np.isfinite(y.numpy())) and np.all(np.isfinite(g.numpy()))
+    assert np.max(np.abs(g.numpy())) > 0
+    colour = name in ('brightness', 'contrast', 'lumaflip', 'hue', 'saturation')
+    if colour and channels == 1 and name in ('hue', 'saturation'):
+        assert np.array_equal(y.numpy(), x.numpy())        # RGB-only transforms leave grey images alone.
+    elif not colour:
+        # Resampling keeps values within the input range (up to the filter's small over/undershoot).
+        assert np.abs(y.numpy()).max() <= 1.1 * np.abs(x.numpy()).max()
+    assert not np.allclose(y.numpy(), x.numpy()) or (colour and channels == 1 and name in ('hue', 'saturation'))
+
+
+def test_integer_translation_moves_content_exactly():
+    pipe = augment.AugmentPipe()
+    x = _images(3)
+    ones = tf.ones([2])
+    assert np.max(np.abs(pipe.apply_geometry(x, tf.eye(3, batch_shape=[2])).numpy() - x.numpy())) < 1e-5
+    y = pipe.apply_geometry(x, augment.translate2d(3 * ones, -2 * ones)).numpy()     # out[y, x] = in[y - 2, x + 3]
+    assert np.max(np.abs(y[:, 4:14, 2:10] - x.numpy()[:, 2:12, 5:13])) < 1e-5
+    # The pipeline with only xint, p=1: every image is an exact integer shift of the input (interior).
+    pipe = augment.AugmentPipe(**{k: (1 if k == 'xint' else 0) for k in augment.BGC})
+    smooth = tf.constant(np.random.default_rng(0).uniform(-1, 1, [4, 16, 16, 1]).astype(np.float32))
+    y = pipe(smooth, 1.0, rng=tf.random.Generator.from_seed(3)).numpy()
+    for i in range(4):
+        errs = [np.max(np.abs(np.roll(smooth.numpy()[i], (dy, dx), (0, 1))[3:13, 3:13] - y[i, 3:13, 3:13]))
+                for dy in range(-2, 3) for dx in range(-2, 3)]
+        assert min(errs) < 1e-5
+
+
+def test_colour_transforms_exact():
+    x = _images(3)
+    C = augment.translate3d(tf.constant([0.25, -0.5]))              # brightness
+    assert np.allclose(augment.AugmentPipe.apply_color(x, C), x.numpy() + np.array([0.25, -0.5])[:, None, None, None],
+                       atol=1e-6)
+    grey = _images(1)
+    C = augment.scale3d(tf.constant([2.0, 0.5]))                    # contrast on grey: scales
+    assert np.allclose(augment.AugmentPipe.apply_color(grey, C), grey.numpy() * np.array([2, 0.5])[:, None, None, None],
+                       atol=1e-6)
+
+
+def test_ada_adjust_rule():
+    # sign mean above the target: p grows by batch * interval / (ada_kimg * 1000); never below 0.
+    assert augment.ada_adjust(0.1, 0.9, 0.6, 32, 4, 500) == pytest.approx(0.1 + 32 * 4 / 500000)
+    assert augment.ada_adjust(0.0, 0.1, 0.6, 32, 4, 500) == 0.0
+
+
+def test_ada_in_fit_raises_p_when_d_overfits():
+    gan = _small_gan(augment_pipe=augment.AugmentPipe(), ada_target=0.6, ada_interval=1, ada_kimg=0.004)
+    images = (np.random.default_rng(0).random([16, 16, 16, 1]) * 255).astype(np.uint8)
+    gan.ada_signs.assign(0.0)
+    gan.fit(dataset.make_dataset(images, 4), epochs=1, steps_per_epoch=2, verbose=0)
+    p = float(gan.augment_p.numpy())
+    assert p >= 0
+    # p moves by exactly one quantum per adjustment (batch 4 * interval 1 / 4 = 1.0): 0 or a multiple of it.
+    assert p == pytest.approx(round(p))
+
+
+def test_path_length_regularisation_in_fit():
+    gan = _small_gan(arch='stylegan2', pl_weight=2.0, pl_interval=1)
+    images = (np.random.default_rng(0).random([16, 16, 16, 1]) * 255).astype(np.uint8)
+    history = gan.fit(dataset.make_dataset(images, 4), epochs=1, steps_per_epoch=2, verbose=0).history
+    assert np.isfinite(history['pl_penalty'][-1]) and history['loss_pl'][-1] >= 0
+    assert float(gan.pl_mean.numpy()) > 0
+
+
+def test_path_length_penalty_formula():
+    # synthesize(ws) = ws . a (a linear "generator"): J^T y is known in closed form.
+    a = tf.constant(np.random.default_rng(0).standard_normal([3, 4]).astype(np.float32))
+    synth = lambda ws: tf.einsum('nkd,kd->n', ws, a)[:, None, None, None] * tf.ones([1, 2, 2, 1])
+    ws = tf.ones([5, 3, 4])
+    pl_mean = tf.Variable(0.0)
+    rng = tf.random.Generator.from_seed(0)
+    pen = loss.path_length_penalty(synth, ws, pl_mean, 0.5, rng).numpy()
+    noise = tf.random.Generator.from_seed(0).normal([5, 2, 2, 1]).numpy() / 2
+    s = noise.sum(axis=(1, 2, 3))                                    # J^T y = a * sum(y)
+    lengths = np.sqrt(np.mean(np.sum((s[:, None, None] * a.numpy()[None]) ** 2, 2), 1))
+    mean = 0.5 * lengths.mean()
+    assert np.allclose(pen, (lengths - mean) ** 2, rtol=1e-5)
+    assert float(pl_mean.numpy()) == pytest.approx(mean, rel=1e-5)
+
+
+def _free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def test_multi_worker_mirrored_strategy_two_local_workers(tmp_path):
+    """afgan-train --multiworker in 2 processes on 127.0.0.1 (TF_CONFIG): same losses, same weights."""
+    data = tmp_path / 'data.zip'
+    src = tmp_path / 'src'
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        Image.fromarray(rng.integers(0, 255, [16, 16], dtype=np.uint8)).save(src / f'{i}.png')
+    dataset.convert(src, data)
+    ports = [_free_port(), _free_port()]
+    procs = []
+    for index in range(2):
+        tf_config = {'cluster': {'worker': [f'127.0.0.1:{p}' for p in ports]}, 'task': {'type': 'worker', 'index': index}}
+        env = dict(ENV, TF_CONFIG=json.dumps(tf_config), TMPDIR=str(tmp_path))
+        procs.append(subprocess.Popen(
+            [sys.executable, '-m', 'afgan_tf.cli.train', '--multiworker', f'--outdir={tmp_path / "runs"}',
+             f'--data={data}', '--batch=4', '--gamma=0.5', '--cbase=256', '--cmax=16', '--tick=0.008', '--snap=1',
+             '--log_every=1', '--kimg=0.008'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env))
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs[0][-2000:] + outs[1][-2000:]
+    assert all('2 replica(s)' in o for o in outs)
+    losses = [[line.split('loss_G')[1].split()[0] for line in o.splitlines() if line.startswith('kimg')] for o in outs]
+    assert losses[0] == losses[1] and len(losses[0]) == 2
+    from afgan_tf import network_io
+    chief = next((tmp_path / 'runs').iterdir())                 # Only the chief writes into --outdir.
+    assert len(list((tmp_path / 'runs').iterdir())) == 1 and 'replicas2' in chief.name
+    other = next(tmp_path.glob('afgan_worker_*/*'))
+    a, b = network_io.load_network(chief / 'network-final'), network_io.load_network(other / 'network-final')
+    # Gradients are all-reduced: every trained parameter is identical on both workers. (Moving-average
+    # buffers such as magnitude_ema follow each worker's local batch, as with the reference's DDP.)
+    for name in ('G', 'D', 'G_ema'):
+        for va, vb in zip(a[name].trainable_variables, b[name].trainable_variables):
+            assert np.max(np.abs(va.numpy() - vb.numpy())) < 1e-6, (name, va.path)
+
+
+def test_checkpoint_restores_augment_p_and_rng(tmp_path):
+    gan = _small_gan(augment_pipe=augment.AugmentPipe(), augment_p=0.3)
+    gan.rng.normal([3])
+    ckpt = tf.train.Checkpoint(augment_p=gan.augment_p, rng=gan.rng, step=gan.step)
+    path = ckpt.save(tmp_path / 'ckpt')
+    expected = gan.rng.normal([3]).numpy()
+    other = _small_gan(augment_pipe=augment.AugmentPipe())
+    tf.train.Checkpoint(augment_p=other.augment_p, rng=other.rng, step=other.step).restore(path)
+    assert float(other.augment_p.numpy()) == pytest.approx(0.3)
+    assert np.array_equal(other.rng.normal([3]).numpy(), expected)

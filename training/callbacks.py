@@ -36,15 +36,17 @@ class Progress(keras.callbacks.Callback):
         eta = max(self.total_kimg - kimg, 0) * sec_per_kimg
         if self.minutes is not None:        # A time budget ends the run sooner.
             eta = min(eta, max(self.minutes * 60 - (time.time() - self.start_time), 0))
-        logs = {k: float(v) for k, v in (logs or {}).items()}
+        logs = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in (logs or {}).items()}
         print(f'kimg {kimg:8.3f}  step {step:6d}  sec/kimg {sec_per_kimg:7.2f}  '
               + '  '.join(f'{k} {v:.4f}' for k, v in sorted(logs.items()))
-              + f'  blur {float(self.gan.blur_sigma()):.2f}  eta {eta / 60:.1f} min', flush=True)
+              + f'  augment {float(self.gan.augment_p.numpy()):.3f}  blur {float(self.gan.blur_sigma()):.2f}'
+              + f'  eta {eta / 60:.1f} min', flush=True)
         if self.writer:
             with self.writer.as_default(step=step):
                 for k, v in logs.items():
                     tf.summary.scalar(f'Loss/{k}', v)
                 tf.summary.scalar('Progress/kimg', kimg)
+                tf.summary.scalar('Progress/augment', float(self.gan.augment_p.numpy()))
                 tf.summary.scalar('Timing/sec_per_kimg', sec_per_kimg)
                 tf.summary.scalar('Progress/lr_G', float(keras.ops.convert_to_numpy(
                     self.gan.g_optimizer.learning_rate)))
@@ -112,3 +114,37 @@ class TimeLimit(keras.callbacks.Callback):
             self.model.stop_training = True
         if self.total_kimg is not None and float(self.gan.nimg.numpy()) >= self.total_kimg * 1000:
             self.model.stop_training = True
+
+
+class Metrics(keras.callbacks.Callback):
+    """Computes metrics (``afgan_tf.metrics`` names) on G_ema after every epoch (snapshot): prints a JSON
+    line per metric, logs ``Metrics/<name>`` to TensorBoard and appends to ``run_dir/metric-<name>.jsonl``."""
+
+    def __init__(self, gan, specs, data, run_dir, log_dir=None, num_gen=None):
+        super().__init__()
+        from afgan_tf.metrics import metric_main
+        self.gan, self.specs, self.run_dir = gan, specs, pathlib.Path(run_dir)
+        self.ctx = metric_main.MetricContext(gan.G_ema, data, num_gen=num_gen, log=lambda m: print(m, flush=True))
+        self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
+        self.last_step = None
+
+    def compute(self):
+        from afgan_tf.metrics import metric_main
+        step = int(self.gan.step.numpy())
+        state = self.run_dir / 'state.json'
+        snapshot = json.loads(state.read_text()).get('checkpoint') if state.exists() else None
+        results = []
+        for spec in self.specs:
+            result = metric_main.compute(spec, self.ctx)
+            result['kimg'] = float(self.gan.nimg.numpy()) / 1000
+            print(metric_main.report(result, str(self.run_dir), snapshot=snapshot), flush=True)
+            if self.writer:
+                with self.writer.as_default(step=step):
+                    for name, value in result['results'].items():
+                        tf.summary.scalar(f'Metrics/{name}', value)
+            results.append(result)
+        self.last_step = step
+        return results
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.compute()

@@ -6,13 +6,19 @@ while generating here, as in the reference), lazy R1 every ``r1_interval`` steps
 separate D step with the penalty scaled by the interval, then the G EMA update
 (``ema_kimg`` with ``ema_rampup``). StyleGAN3-R blurs the images D sees (sigma
 ``blur_init_sigma`` fading to 0 over ``blur_fade_kimg``). Style mixing mixes two ws at
-a random cutoff with probability ``style_mixing_prob``.
+a random cutoff with probability ``style_mixing_prob``. StyleGAN2 adds path-length
+regularisation (``pl_weight`` 2, every ``pl_interval`` = 4 steps, half batch, as a separate G
+step). With an ``augment_pipe`` (ADA), the images D sees are augmented with probability
+``augment_p``; with ``ada_target`` set, p is adjusted every ``ada_interval`` steps from the
+sign of D's real logits (the reference's rule). Latents and augmentation draw from
+``self.rng``, a ``tf.random.Generator`` whose state is checkpointed.
 """
 
 import numpy as np
 import tensorflow as tf
 import keras
 
+from afgan_tf.training import augment
 from afgan_tf.training import loss as losses
 
 
@@ -38,6 +44,16 @@ class GAN(keras.Model):
                  style_mixing_prob=0.0,     # Probability of style mixing.
                  blur_init_sigma=0.0,       # Initial blur of D's inputs (StyleGAN3-R: 10).
                  blur_fade_kimg=0.0,        # Blur fades to 0 over this many kimg.
+                 pl_weight=0.0,             # Path-length regularisation weight (StyleGAN2: 2).
+                 pl_interval=4,             # Lazy path-length interval (steps).
+                 pl_batch_shrink=2,         # Path-length batch = batch / shrink.
+                 pl_decay=0.01,             # Decay of the path-length running mean.
+                 augment_pipe=None,         # AugmentPipe (ADA) or None.
+                 augment_p=0.0,             # Initial augmentation probability.
+                 ada_target=None,           # ADA target of E[sign(D(real))], None = fixed p.
+                 ada_interval=4,            # Steps between p adjustments.
+                 ada_kimg=500,              # kimg for p to move by 1.
+                 seed=0,                    # Seed of the GAN's random generator (latents, augmentation).
                  **kwargs):
         super().__init__(**kwargs)
         self.G, self.D, self.G_ema = G, D, G_ema
@@ -52,7 +68,22 @@ class GAN(keras.Model):
                                     aggregation='only_first_replica')
         self.step = self.add_weight(name='step', shape=(), initializer='zeros', dtype='int64', trainable=False,
                                     aggregation='only_first_replica')
-        self.tracker = {name: keras.metrics.Mean(name=name) for name in ('loss_G', 'loss_D', 'loss_r1', 'r1')}
+        self.pl_weight, self.pl_interval = float(pl_weight), int(pl_interval)
+        self.pl_batch_shrink, self.pl_decay = int(pl_batch_shrink), float(pl_decay)
+        self.pl_mean = self.add_weight(name='pl_mean', shape=(), initializer='zeros', trainable=False,
+                                       aggregation='mean')
+        self.augment_pipe = augment_pipe
+        self.ada_target, self.ada_interval, self.ada_kimg = ada_target, int(ada_interval), float(ada_kimg)
+        self.augment_p = self.add_weight(name='augment_p', shape=(), initializer=keras.initializers.Constant(
+            float(augment_p)), trainable=False, aggregation='only_first_replica')
+        # Sum of sign(D(real)) and count since the last ADA adjustment (summed over replicas).
+        self.ada_signs = self.add_weight(name='ada_signs', shape=(), initializer='zeros', trainable=False,
+                                         aggregation='sum')
+        self.ada_count = self.add_weight(name='ada_count', shape=(), initializer='zeros', trainable=False,
+                                         aggregation='sum')
+        self.rng = tf.random.Generator.from_seed(int(seed))
+        names = ('loss_G', 'loss_D', 'loss_r1', 'r1') + (('loss_pl', 'pl_penalty') if self.pl_weight > 0 else ())
+        self.tracker = {name: keras.metrics.Mean(name=name) for name in names}
         self.built = True           # Every variable exists already (G, D, G_ema, counters).
 
     def call(self, z, c=None):
@@ -71,18 +102,21 @@ class GAN(keras.Model):
         return list(self.tracker.values())
 
     def _latents(self, batch):
-        return tf.random.normal([batch, self.G.z_dim])
+        return self.rng.normal([batch, self.G.z_dim])
 
-    def _generate(self, z, c, update_emas=False):
+    def _mapping(self, z, c, update_emas=False):
         ws = self.G.mapping(z, c, update_emas=update_emas)
         if self.style_mixing_prob > 0:
             num_ws = self.G.num_ws
-            cutoff = tf.random.uniform([], 1, num_ws, dtype=tf.int64)
-            cutoff = tf.where(tf.random.uniform([]) < self.style_mixing_prob, cutoff, tf.cast(num_ws, tf.int64))
-            ws_mix = self.G.mapping(tf.random.normal(tf.shape(z)), c)
+            cutoff = self.rng.uniform([], 1, num_ws, dtype=tf.int64)
+            cutoff = tf.where(self.rng.uniform([]) < self.style_mixing_prob, cutoff, tf.cast(num_ws, tf.int64))
+            ws_mix = self.G.mapping(self.rng.normal(tf.shape(z)), c)
             mix = (tf.range(num_ws, dtype=tf.int64) >= cutoff)[tf.newaxis, :, tf.newaxis]
             ws = tf.where(mix, ws_mix, ws)
-        return self.G.synthesis(ws, noise_mode='random', update_emas=update_emas)
+        return ws
+
+    def _generate(self, z, c, update_emas=False):
+        return self.G.synthesis(self._mapping(z, c, update_emas), noise_mode='random', update_emas=update_emas)
 
     def blur_sigma(self):
         if self.blur_fade_kimg <= 0 or self.blur_init_sigma <= 0:
@@ -93,6 +127,8 @@ class GAN(keras.Model):
     def _discriminate(self, img, c):
         if self.blur_init_sigma > 0:
             img = losses.blur_images(img, self.blur_sigma())
+        if self.augment_pipe is not None:
+            img = self.augment_pipe(img, self.augment_p, rng=self.rng)
         return self.D(img, c)
 
     def _apply(self, optimizer, tape, loss, variables):
@@ -117,9 +153,13 @@ class GAN(keras.Model):
 
         fake = self._generate(self._latents(batch), c, update_emas=True)     # D main.
         with tf.GradientTape() as tape:
-            per_sample_D = losses.discriminator_loss(self._discriminate(real, c), self._discriminate(fake, c))
+            real_logits = self._discriminate(real, c)
+            per_sample_D = losses.discriminator_loss(real_logits, self._discriminate(fake, c))
             loss_D = tf.reduce_sum(per_sample_D) * scale
         self._apply(self.d_optimizer, tape, loss_D, self.D.trainable_variables)
+        if self.ada_target is not None:
+            self.ada_signs.assign_add(tf.reduce_sum(tf.sign(real_logits)))
+            self.ada_count.assign_add(tf.cast(tf.size(real_logits), tf.float32))
 
         interval = self.r1_interval or 1
         loss_r1, r1 = tf.constant(0.0), tf.constant(0.0)
@@ -132,6 +172,20 @@ class GAN(keras.Model):
             loss_r1 = tf.reduce_mean(r1_per_sample * (self.r1_gamma / 2)) * interval
             r1 = tf.reduce_mean(r1_per_sample)
 
+        if self._pl_this_step():                                         # G reg (lazy path length).
+            pl_batch = tf.maximum(batch // self.pl_batch_shrink, 1)
+            with tf.GradientTape() as tape:
+                ws = self._mapping(self._latents(pl_batch), None if c is None else c[:pl_batch])
+                pl_penalty = losses.path_length_penalty(
+                    # Second-order gradients: the reference path (the fused op has first-order gradients only).
+                    lambda w: self.G.synthesis(w, noise_mode='random', impl='ref'), ws, self.pl_mean, self.pl_decay,
+                    self.rng)
+                loss_pl = tf.reduce_sum(pl_penalty * self.pl_weight) * self.pl_interval \
+                    / (self.batch_size // self.pl_batch_shrink)
+            self._apply(self.g_optimizer, tape, loss_pl, self.G.trainable_variables)
+            self.tracker['loss_pl'].update_state(tf.reduce_mean(pl_penalty) * self.pl_weight * self.pl_interval)
+            self.tracker['pl_penalty'].update_state(tf.reduce_mean(pl_penalty))
+
         self.nimg.assign_add(tf.cast(self.batch_size, tf.float64))
         self.step.assign_add(1)
         self._update_ema()
@@ -140,17 +194,40 @@ class GAN(keras.Model):
         self.tracker['loss_D'].update_state(tf.reduce_mean(per_sample_D))
         self.tracker['loss_r1'].update_state(loss_r1)
         self.tracker['r1'].update_state(r1)
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces outputs across workers with strategy.reduce(MEAN, axis=0): needs a batch axis.
+            return {name: tf.reshape(m.result(), [1]) for name, m in self.tracker.items()}
         return {name: m.result() for name, m in self.tracker.items()}
 
     # Lazy R1 runs an extra optimizer step every r1_interval steps. Optimizer updates cannot
     # sit inside tf.cond under tf.distribute, so the choice is made in Python: fit() gets two
     # traced step functions (with and without R1) and a dispatcher that picks one per step.
-    _trace_r1 = None
+    _trace_variant = None
+
+    def _variant(self, step):
+        """(R1 this step, path length this step)."""
+        return (step % (self.r1_interval or 1) == 0, self.pl_weight > 0 and step % self.pl_interval == 0)
 
     def _r1_this_step(self):
-        if self._trace_r1 is not None:              # Set while fit() traces / runs a variant.
-            return self._trace_r1
-        return int(self.step.numpy()) % (self.r1_interval or 1) == 0    # Direct eager calls.
+        if self._trace_variant is not None:          # Set while fit() traces / runs a variant.
+            return self._trace_variant[0]
+        return self._variant(int(self.step.numpy()))[0]     # Direct eager calls.
+
+    def _pl_this_step(self):
+        if self._trace_variant is not None:
+            return self._trace_variant[1]
+        return self._variant(int(self.step.numpy()))[1]
+
+    def adjust_augment_p(self):
+        """ADA: moves p towards the target from the real-logit signs gathered since the last call."""
+        count = float(self.ada_count.numpy())
+        if self.ada_target is None or count == 0:
+            return
+        p = augment.ada_adjust(float(self.augment_p.numpy()), float(self.ada_signs.numpy()) / count,
+                               self.ada_target, self.batch_size, self.ada_interval, self.ada_kimg)
+        self.augment_p.assign(p)
+        self.ada_signs.assign(0.0)
+        self.ada_count.assign(0.0)
 
     def make_train_function(self, force=False):
         if self.train_function is not None and not force:
@@ -158,21 +235,22 @@ class GAN(keras.Model):
         if getattr(self, 'steps_per_execution', 1) not in (1, None):
             raise ValueError('GAN needs steps_per_execution=1 (lazy R1 is scheduled per step)')
         variants = {}
-        for with_r1 in (False, True):
+        for key in ((r1, pl) for r1 in (False, True) for pl in (False, True)):
             self.train_function = None
-            super().make_train_function(force=True)      # Sets self.train_function.
-            variants[with_r1] = self.train_function
-        interval = self.r1_interval or 1
+            super().make_train_function(force=True)      # Sets self.train_function (traced on first use).
+            variants[key] = self.train_function
         counter = [int(self.step.numpy())]
 
         def train_function(iterator):
-            with_r1 = counter[0] % interval == 0
+            key = self._variant(counter[0])
             counter[0] += 1
-            self._trace_r1 = with_r1        # Read only while this variant is (re)traced.
+            self._trace_variant = key       # Read only while this variant is (re)traced.
             try:
-                return variants[with_r1](iterator)
+                return variants[key](iterator)
             finally:
-                self._trace_r1 = None
+                self._trace_variant = None
+                if self.ada_target is not None and counter[0] % self.ada_interval == 0:
+                    self.adjust_augment_p()
         self.train_function = train_function
         return train_function
 

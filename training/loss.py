@@ -41,3 +41,24 @@ def blur_images(images, sigma, max_radius=30):
     blurred = tf.nn.depthwise_conv2d(tf.nn.depthwise_conv2d(padded, kx, [1, 1, 1, 1], 'VALID'), ky, [1, 1, 1, 1],
                                      'VALID')
     return tf.where(size > 0, blurred, images)
+
+
+def path_length_penalty(synthesize, ws, pl_mean, decay, rng=None):
+    """StyleGAN2's path-length penalty per sample, as the reference's Gpl phase.
+
+    J^T y for a random image-space y ~ N(0, 1) / sqrt(H W): lengths = sqrt(mean over ws of
+    ||J^T y||^2); the running mean ``pl_mean`` (a variable) moves towards their mean by
+    ``decay``; returns (lengths - new mean)^2. Differentiable w.r.t. the generator's weights.
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(ws)
+        img = synthesize(ws)
+        shape = tf.shape(img)
+        noise = rng.normal(shape) if rng is not None else tf.random.normal(shape)
+        noise = noise / tf.sqrt(tf.cast(shape[1] * shape[2], img.dtype))
+        total = tf.reduce_sum(img * noise)
+    grads = tape.gradient(total, ws)
+    lengths = tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=2), axis=1))
+    mean = pl_mean + (tf.reduce_mean(lengths) - pl_mean) * decay
+    pl_mean.assign(tf.stop_gradient(mean))
+    return tf.square(lengths - mean)

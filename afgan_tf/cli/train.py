@@ -8,8 +8,10 @@ Flag names follow NVIDIA's train.py. A run directory <outdir>/NNNNN-<cfg>-<data>
 holds training_options.json, checkpoints/ (tf.train, every --snap ticks and at the end), logs/
 (TensorBoard), fakes*.png sample grids, and network-final/ (the project's network format,
 accepted by every tool). --resume RUN_DIR continues a run with the same step counter.
-Not yet implemented (training milestone in progress): ADA augmentation (--aug must be noaug),
-path-length regularisation of StyleGAN2, MultiWorkerMirroredStrategy, --metrics.
+--aug ada (default) adapts the augmentation probability towards --target; --aug fixed uses --p.
+--metrics (e.g. fid50k_full,eqt50k_int; default none: they are slow on a CPU) are computed on G_ema
+at every snapshot and at the end, printed, logged to TensorBoard and appended to metric-*.jsonl.
+--multiworker uses MultiWorkerMirroredStrategy (workers described by $TF_CONFIG).
 """
 
 import json
@@ -37,7 +39,12 @@ flags.DEFINE_float('tick', 4, 'Progress/snapshot tick in kimg.')
 flags.DEFINE_integer('snap', 50, 'Checkpoint and sample grid every this many ticks.')
 flags.DEFINE_bool('mirror', False, 'Enable dataset x-flips.')
 flags.DEFINE_bool('cond', False, 'Train a conditional model (dataset labels).')
-flags.DEFINE_enum('aug', 'noaug', ['noaug', 'ada', 'fixed'], 'Augmentation mode (only noaug so far).')
+flags.DEFINE_enum('aug', 'ada', ['noaug', 'ada', 'fixed'], 'Augmentation mode (ADA bgc pipeline).')
+flags.DEFINE_float('target', 0.6, 'ADA target value of E[sign(D(real))].')
+flags.DEFINE_float('p', 0.2, 'Augmentation probability for --aug fixed.')
+flags.DEFINE_string('metrics', 'none', 'Metrics at every snapshot and at the end (comma-separated, or none).')
+flags.DEFINE_integer('metric_num', None, 'Generated samples per metric (default: as the metric name says).')
+flags.DEFINE_bool('multiworker', False, 'MultiWorkerMirroredStrategy across the workers of $TF_CONFIG.')
 flags.DEFINE_integer('cbase', 32768, 'Capacity multiplier (channel_base).')
 flags.DEFINE_integer('cmax', 512, 'Max. feature maps (channel_max).')
 flags.DEFINE_integer('map', None, 'Mapping network depth (default: 2 for StyleGAN3, 8 for StyleGAN2).')
@@ -52,6 +59,10 @@ flags.mark_flags_as_required(['outdir', 'data', 'gamma'])
 
 def _setup_devices(replicas):
     import tensorflow as tf
+    if FLAGS.multiworker:
+        if 'TF_CONFIG' not in os.environ:
+            raise common.UsageError('--multiworker needs $TF_CONFIG (cluster and task of this worker)')
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_physical_devices('GPU')
     if replicas == 1:
         return tf.distribute.get_strategy()
@@ -65,8 +76,17 @@ def _setup_devices(replicas):
                                           cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
+def _is_chief(strategy):
+    resolver = getattr(strategy, 'cluster_resolver', None)
+    if resolver is None or not FLAGS.multiworker:
+        return True
+    return resolver.task_type == 'chief' or (resolver.task_type == 'worker' and resolver.task_id == 0 and
+                                             'chief' not in resolver.cluster_spec().as_dict())
+
+
 def options_from_flags(resolution, channels, c_dim):
     """training_options.json: every hyperparameter of the run (the reference's train.py defaults)."""
+    from afgan_tf.training.augment import BGC
     cfg, batch = FLAGS.cfg, FLAGS.batch
     sg2 = cfg == 'stylegan2'
     G_kwargs = dict(architecture=cfg, z_dim=512, w_dim=512, img_resolution=resolution, img_channels=channels,
@@ -79,10 +99,15 @@ def options_from_flags(resolution, channels, c_dim):
                         channel_max=FLAGS.cmax * 2)
     D_kwargs = dict(img_resolution=resolution, img_channels=channels, c_dim=c_dim, channel_base=FLAGS.cbase,
                     channel_max=FLAGS.cmax, epilogue_kwargs=dict(mbstd_group_size=FLAGS.mbstd_group))
+    aug = dict(augment_p=FLAGS.p if FLAGS.aug == 'fixed' else 0.0,
+               ada_target=FLAGS.target if FLAGS.aug == 'ada' else None, ada_interval=4, ada_kimg=500)
     return dict(cfg=cfg, data=FLAGS.data, batch_size=batch, replicas=FLAGS.replicas, seed=FLAGS.seed,
                 G_kwargs=G_kwargs, D_kwargs=D_kwargs,
                 G_lr=FLAGS.glr or (0.002 if sg2 else 0.0025), D_lr=FLAGS.dlr,
+                G_reg_interval=4 if sg2 else None, D_reg_interval=16,
+                augment_kwargs=dict(BGC) if FLAGS.aug != 'noaug' else None, metrics=FLAGS.metrics,
                 loss_kwargs=dict(r1_gamma=FLAGS.gamma, r1_interval=16, style_mixing_prob=0.9 if sg2 else 0.0,
+                                 pl_weight=2.0 if sg2 else 0.0, pl_interval=4, **aug,
                                  blur_init_sigma=10.0 if cfg == 'stylegan3-r' else 0.0,
                                  blur_fade_kimg=batch * 200 / 32 if cfg == 'stylegan3-r' else 0.0,
                                  ema_kimg=batch * 10 / 32, ema_rampup=0.05),
@@ -104,8 +129,15 @@ def _run_dir(outdir, options):
 
 def main(argv):
     del argv
-    if FLAGS.aug != 'noaug':
-        raise common.UsageError('--aug ada/fixed is not implemented yet; use --aug noaug')
+    from afgan_tf.metrics import metric_main
+    try:
+        metric_specs = metric_main.parse_metric_list(FLAGS.metrics)
+    except ValueError as e:
+        raise common.UsageError(f'--{e}') from None
+    if FLAGS.cfg == 'stylegan2' and any(s.kind.startswith('eq') for s in metric_specs):
+        raise common.UsageError('--metrics: the equivariance metrics need a StyleGAN3 config (--cfg stylegan3-t/-r)')
+    if not 0 <= FLAGS.p <= 1 or not 0 < FLAGS.target < 1:
+        raise common.UsageError(f'--p must be in [0, 1] and --target in (0, 1), got {FLAGS.p}, {FLAGS.target}')
     if FLAGS.batch % FLAGS.replicas:
         raise common.UsageError(f'--batch ({FLAGS.batch}) must be divisible by --replicas ({FLAGS.replicas})')
     strategy = _setup_devices(FLAGS.replicas)
@@ -113,6 +145,7 @@ def main(argv):
     import afgan_tf
     from afgan_tf import network_io
     from afgan_tf.training import callbacks, dataset
+    from afgan_tf.training.augment import AugmentPipe
     from afgan_tf.training.gan import GAN, lazy_adam
 
     if FLAGS.resume:
@@ -136,7 +169,12 @@ def main(argv):
         raise common.UsageError('--cond needs a dataset with labels')
     if options is None:
         options = options_from_flags(res, channels, c_dim)
-        run_dir = _run_dir(FLAGS.outdir, options)
+        options['replicas'] = strategy.num_replicas_in_sync
+        outdir = FLAGS.outdir
+        if not _is_chief(strategy):     # Other workers write their (identical) files to a scratch directory.
+            import tempfile
+            outdir = tempfile.mkdtemp(prefix='afgan_worker_')
+        run_dir = _run_dir(outdir, options)
         (run_dir / 'training_options.json').write_text(json.dumps(options, indent=2))
     tf.keras.utils.set_random_seed(options['seed'])
     batch = options['batch_size']
@@ -150,12 +188,15 @@ def main(argv):
             dst.assign(src)
         D = afgan_tf.Discriminator(seed=options['seed'] + 1, **options['D_kwargs'])
         loss_kwargs = dict(options['loss_kwargs'])
-        if FLAGS.resume:          # As the reference: no EMA ramp-up and no blur ramp when resuming.
-            loss_kwargs.update(ema_rampup=None, blur_init_sigma=0.0)
-        gan = GAN(G, D, G_ema, batch_size=batch, **loss_kwargs)
-        gan.compile(g_optimizer=lazy_adam(options['G_lr']), d_optimizer=lazy_adam(options['D_lr'], 16))
+        if FLAGS.resume:          # As the reference: no EMA ramp-up, no blur ramp, faster ADA when resuming.
+            loss_kwargs.update(ema_rampup=None, blur_init_sigma=0.0, ada_kimg=100)
+        pipe = AugmentPipe(**options['augment_kwargs']) if options.get('augment_kwargs') else None
+        gan = GAN(G, D, G_ema, batch_size=batch, augment_pipe=pipe, seed=options['seed'], **loss_kwargs)
+        gan.compile(g_optimizer=lazy_adam(options['G_lr'], options.get('G_reg_interval')),
+                    d_optimizer=lazy_adam(options['D_lr'], options.get('D_reg_interval', 16)))
     checkpoint = tf.train.Checkpoint(G=G, D=D, G_ema=G_ema, g_optimizer=gan.g_optimizer,
-                                     d_optimizer=gan.d_optimizer, nimg=gan.nimg, step=gan.step)
+                                     d_optimizer=gan.d_optimizer, nimg=gan.nimg, step=gan.step,
+                                     augment_p=gan.augment_p, pl_mean=gan.pl_mean, rng=gan.rng)
     manager = tf.train.CheckpointManager(checkpoint, run_dir / 'checkpoints', max_to_keep=3)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -174,11 +215,18 @@ def main(argv):
     grids = callbacks.SampleGrid(gan, run_dir, grid_z, grid_c, grid=(4, 4), log_dir=run_dir / 'logs')
     cbs = [callbacks.Progress(gan, total_kimg, FLAGS.log_every, run_dir / 'logs', FLAGS.minutes), grids, saver,
            callbacks.TimeLimit(gan, FLAGS.minutes, total_kimg)]
+    metrics_cb = None
+    if metric_specs:
+        metrics_cb = callbacks.Metrics(gan, metric_specs, data_path, run_dir, run_dir / 'logs',
+                                       num_gen=FLAGS.metric_num)
+        cbs.insert(3, metrics_cb)       # After the checkpoint, so a snapshot's metrics name its checkpoint.
     if epochs > 0:
         gan.fit(ds, epochs=epochs, steps_per_epoch=steps_per_tick * options['snap'], callbacks=cbs, verbose=0,
                 shuffle=False)
     saver.save()
     grids.write('_final')
+    if metrics_cb is not None and metrics_cb.last_step != int(gan.step.numpy()):
+        metrics_cb.compute()
     network_io.save_network(run_dir / 'network-final', {'G': G, 'D': D, 'G_ema': G_ema},
                             extras={'architecture': options['cfg'], 'kimg': float(gan.nimg.numpy()) / 1000},
                             overwrite=True)
