@@ -43,6 +43,8 @@ flags.DEFINE_enum('aug', 'ada', ['noaug', 'ada', 'fixed'], 'Augmentation mode (A
 flags.DEFINE_float('target', 0.6, 'ADA target value of E[sign(D(real))].')
 flags.DEFINE_float('p', 0.2, 'Augmentation probability for --aug fixed.')
 flags.DEFINE_string('metrics', 'none', 'Metrics at every snapshot and at the end (comma-separated, or none).')
+flags.DEFINE_enum('metrics_at', 'snapshot', ['snapshot', 'end'], 'Compute --metrics at every snapshot, or only '
+                  'at the end of training.')
 flags.DEFINE_integer('metric_num', None, 'Generated samples per metric (default: as the metric name says).')
 flags.DEFINE_bool('multiworker', False, 'MultiWorkerMirroredStrategy across the workers of $TF_CONFIG.')
 flags.DEFINE_integer('cbase', 32768, 'Capacity multiplier (channel_base).')
@@ -219,7 +221,8 @@ def main(argv):
     if metric_specs:
         metrics_cb = callbacks.Metrics(gan, metric_specs, data_path, run_dir, run_dir / 'logs',
                                        num_gen=FLAGS.metric_num)
-        cbs.insert(3, metrics_cb)       # After the checkpoint, so a snapshot's metrics name its checkpoint.
+        if FLAGS.metrics_at == 'snapshot':
+            cbs.insert(3, metrics_cb)   # After the checkpoint, so a snapshot's metrics name its checkpoint.
     if epochs > 0:
         gan.fit(ds, epochs=epochs, steps_per_epoch=steps_per_tick * options['snap'], callbacks=cbs, verbose=0,
                 shuffle=False)
