@@ -42,5 +42,6 @@ setup(
         'afgan-dataset=afgan_tf.cli.dataset:run',
         'afgan-train=afgan_tf.cli.train:run',
         'afgan-metrics=afgan_tf.cli.metrics:run',
+        'afgan-project=afgan_tf.cli.project:run',
     ]},
 )

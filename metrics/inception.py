@@ -176,9 +176,9 @@ def _max_pool_3x3(x, stride):
     return tf.nn.max_pool2d(x, 3, stride, 'SAME' if stride == 1 else 'VALID')
 
 
-def _inception_graph(conv):
+def _inception_graph(conv, input_size=INPUT_SIZE):
     """The 2015 Inception-v3 graph; ``conv(name)`` returns the ConvBN layer of that weight name."""
-    x = inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name='images')
+    x = inputs = keras.Input((input_size, input_size, 3), name='images')
     for name in ('conv', 'conv_1', 'conv_2'):
         x = conv(name)(x)
     x = keras.layers.Lambda(lambda t: _max_pool_3x3(t, 2), name='pool0')(x)

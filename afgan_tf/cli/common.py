@@ -131,3 +131,26 @@ def run_main(main):
         except UsageError as e:
             fail(str(e))
     return wrapped
+
+
+def video_writer(path, fps):
+    """(write(frame), close(), actual path)."""
+    suffix = path.suffix.lower()
+    if suffix == '.mp4':
+        try:
+            import imageio.v2 as imageio
+            import imageio_ffmpeg  # noqa: F401  (provides the ffmpeg binary)
+            writer = imageio.get_writer(str(path), fps=fps, codec='libx264', quality=8, macro_block_size=1)
+            return writer.append_data, writer.close, path
+        except ImportError:
+            path = path.with_suffix('.gif')
+            print(f'no MP4 encoder (pip install imageio imageio-ffmpeg): writing {path} instead')
+            suffix = '.gif'
+    if suffix in ('.gif', '.webp'):
+        from PIL import Image
+        frames = []
+
+        def close():
+            frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+        return lambda f: frames.append(Image.fromarray(f)), close, path
+    raise UsageError(f'--out must end in .mp4, .gif or .webp, got {path.name}')

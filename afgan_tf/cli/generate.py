@@ -28,6 +28,7 @@ flags.DEFINE_enum('noise-mode', 'const', ['const', 'random', 'none'], 'Noise mod
 flags.DEFINE_integer('class-idx', None, 'Class label (conditional networks).')
 flags.DEFINE_string('outdir', None, 'Output directory for PNGs.')
 flags.DEFINE_string('z-file', None, '.npy of latents [N, z_dim] (instead of --seeds).')
+flags.DEFINE_string('w-file', None, '.npz with w [N, num_ws, w_dim] (afgan-project output; instead of --seeds).')
 flags.DEFINE_string('out', None, 'With --z-file: .npy file of float images.')
 flags.DEFINE_enum('layout', 'nchw', ['nchw', 'nhwc'], 'Layout of --out.')
 flags.DEFINE_integer('batch', 8, 'Batch size.')
@@ -61,9 +62,25 @@ def generate(G, z, c=None):
 def main(argv):
     del argv
     from afgan_tf import images
-    z_file = FLAGS['z-file'].value
-    if (FLAGS.seeds is None) == (z_file is None):
-        raise common.UsageError('give exactly one of --seeds and --z-file')
+    z_file, w_file = FLAGS['z-file'].value, FLAGS['w-file'].value
+    if sum(x is not None for x in (FLAGS.seeds, z_file, w_file)) != 1:
+        raise common.UsageError('give exactly one of --seeds, --z-file and --w-file')
+    if w_file is not None:
+        if FLAGS.outdir is None:
+            raise common.UsageError('--w-file needs --outdir')
+        try:
+            ws = np.load(w_file)['w'].astype(np.float32)
+        except (OSError, KeyError, ValueError) as e:
+            raise common.UsageError(f'--w-file {w_file}: not an .npz with a "w" array ({e})') from None
+        G = common.load_generator(FLAGS.network)
+        ws = ws[np.newaxis] if ws.ndim == 2 else ws
+        if ws.ndim != 3 or ws.shape[1:] != (G.num_ws, G.w_dim):
+            raise common.UsageError(f'--w-file must hold w [N, {G.num_ws}, {G.w_dim}], got {list(ws.shape)}')
+        with common.output_dir(FLAGS.outdir) as outdir:
+            for i, im in enumerate(images.to_uint8(G.synthesis(ws, noise_mode=FLAGS['noise-mode'].value).numpy())):
+                images.save_image(outdir / f'proj{i:02d}.png', im)
+        print(f'{len(ws)} images -> {outdir}/projNN.png')
+        return
     if z_file is not None:
         if FLAGS.out is None:
             raise common.UsageError('--z-file needs --out (a .npy path)')

@@ -48,29 +48,6 @@ def interpolate_ws(ws, frames):
     return curve(np.arange(k * frames) / frames).astype(np.float32)
 
 
-def _writer(path, fps):
-    """(write(frame), close(), actual path)."""
-    suffix = path.suffix.lower()
-    if suffix == '.mp4':
-        try:
-            import imageio.v2 as imageio
-            import imageio_ffmpeg  # noqa: F401  (provides the ffmpeg binary)
-            writer = imageio.get_writer(str(path), fps=fps, codec='libx264', quality=8, macro_block_size=1)
-            return writer.append_data, writer.close, path
-        except ImportError:
-            path = path.with_suffix('.gif')
-            print(f'no MP4 encoder (pip install imageio imageio-ffmpeg): writing {path} instead')
-            suffix = '.gif'
-    if suffix in ('.gif', '.webp'):
-        from PIL import Image
-        frames = []
-
-        def close():
-            frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
-        return lambda f: frames.append(Image.fromarray(f)), close, path
-    raise common.UsageError(f'--out must end in .mp4, .gif or .webp, got {path.name}')
-
-
 def main(argv):
     del argv
     from afgan_tf import images
@@ -95,7 +72,7 @@ def main(argv):
     ws = G.mapping(z.reshape(-1, G.z_dim), truncation_psi=FLAGS.trunc).numpy()
     ws = interpolate_ws(ws.reshape((keys, cells) + ws.shape[1:]), FLAGS.frames)   # [T, cells, num_ws, w_dim]
     out.parent.mkdir(parents=True, exist_ok=True)
-    write, close, path = _writer(out, FLAGS.fps)
+    write, close, path = common.video_writer(out, FLAGS.fps)
     progress = common.Progress(len(ws), 'frames')
     try:
         for t, frame_ws in enumerate(ws):
