@@ -150,26 +150,33 @@ def _load_legacy_storage(data):
     return Storage(arrays[result[1]])
 
 
+def _zip_pickle(archive, what):
+    """(data.pkl name, persistent_load) of a zip written by torch.save / torch.jit.save."""
+    pkl = next((n for n in archive.namelist() if n.endswith('/data.pkl') or n == 'data.pkl'), None)
+    if pkl is None:
+        raise pickle.UnpicklingError(f'{what} has no data.pkl')
+    prefix = pkl[:-len('data.pkl')]
+
+    def persistent(pid):
+        kind, storage_type, key, _location, numel = pid[:5]
+        if kind != 'storage':
+            raise pickle.UnpicklingError(f'unsupported persistent id {pid!r}')
+        array = _array_from_bytes(archive.read(f'{prefix}data/{key}'), _storage_dtype(storage_type))
+        if array.size < numel:
+            raise pickle.UnpicklingError('tensor storage bytes are truncated')
+        return Storage(array[:numel])
+    return pkl, persistent
+
+
 def _load_zip_storage(data):
     """``torch.save(storage)`` zip archive -> Storage."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = archive.namelist()
-        pkl = next((n for n in names if n.endswith('/data.pkl') or n == 'data.pkl'), None)
-        if pkl is None:
-            raise pickle.UnpicklingError('torch.save archive has no data.pkl')
+        pkl, persistent = _zip_pickle(archive, 'torch.save archive')
         prefix = pkl[:-len('data.pkl')]
         byteorder = archive.read(prefix + 'byteorder').decode() if prefix + 'byteorder' in names else 'little'
         if byteorder != 'little':
             raise pickle.UnpicklingError('big-endian tensor storages are not supported')
-
-        def persistent(pid):
-            kind, storage_type, key, _location, numel = pid[:5]
-            if kind != 'storage':
-                raise pickle.UnpicklingError(f'unsupported persistent id {pid!r}')
-            array = _array_from_bytes(archive.read(f'{prefix}data/{key}'), _storage_dtype(storage_type))
-            if array.size < numel:
-                raise pickle.UnpicklingError('tensor storage bytes are truncated')
-            return Storage(array[:numel])
         result = _RestrictedUnpickler(io.BytesIO(archive.read(pkl)), _TORCH_SAVE_GLOBALS, persistent).load()
     if not isinstance(result, Storage):
         raise pickle.UnpicklingError('torch.save data does not hold a storage')
@@ -333,20 +340,7 @@ def load_torchscript(path):
     except (zipfile.BadZipFile, OSError) as e:
         raise pickle.UnpicklingError(f'{path}: not a TorchScript archive ({e})') from e
     with archive:
-        names = archive.namelist()
-        pkl = next((n for n in names if n.endswith('/data.pkl') or n == 'data.pkl'), None)
-        if pkl is None:
-            raise pickle.UnpicklingError(f'{path}: not a TorchScript archive (no data.pkl)')
-        prefix = pkl[:-len('data.pkl')]
-
-        def persistent(pid):
-            kind, storage_type, key, _location, numel = pid[:5]
-            if kind != 'storage':
-                raise pickle.UnpicklingError(f'unsupported persistent id {pid!r}')
-            array = _array_from_bytes(archive.read(f'{prefix}data/{key}'), _storage_dtype(storage_type))
-            if array.size < numel:
-                raise pickle.UnpicklingError('tensor storage bytes are truncated')
-            return Storage(array[:numel])
+        pkl, persistent = _zip_pickle(archive, f'{path}: not a TorchScript archive; it')
         try:
             return _ScriptUnpickler(io.BytesIO(archive.read(pkl)), _TORCHSCRIPT_GLOBALS, persistent).load()
         except UnsafePickleError:

@@ -85,7 +85,7 @@ class MetricContext:
         self.inception_path, self.vgg16_path, self.cache, self.seed = inception_path, vgg16_path, cache, seed
         self.log, self.progress = log, progress
         self._detectors = {}
-        self._real = None
+        self._real = self._data_hash = None
         self._gen_fn = tf.function(lambda z, c: to_uint8_tf(G(z, c, noise_mode='const')))
 
     # Feature networks ------------------------------------------------------------------------
@@ -109,6 +109,12 @@ class MetricContext:
         return self._real
 
     def _dataset_hash(self):
+        """Content hash of the dataset, read once per context (snapshots reuse it)."""
+        if self._data_hash is None:
+            self._data_hash = self._hash_files()
+        return self._data_hash
+
+    def _hash_files(self):
         h = hashlib.sha1()
         if os.path.isdir(self.data):
             for root, _, files in sorted(os.walk(self.data)):
