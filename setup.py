@@ -18,7 +18,11 @@ setup(
     python_requires='>=3.11',
     packages=['afgan_tf', 'afgan_tf.cli'] + [f'afgan_tf.{name}' for name in SUBPACKAGES],
     package_dir={'afgan_tf': 'afgan_tf', **{f'afgan_tf.{name}': name for name in SUBPACKAGES}},
-    package_data={'afgan_tf.custom_ops': ['*.cc', '*.cu', '*.h', '*.so']},
+    # Everything `python -m afgan_tf.custom_ops.build` needs, so that a regular (non-editable)
+    # install can build the op; never a library built here (it would be for this machine's
+    # TensorFlow only).
+    package_data={'afgan_tf.custom_ops': ['cc/ops/*.cc', 'cc/kernels/*.cc', 'cc/kernels/*.h', 'cuda_test/*.py']},
+    exclude_package_data={'afgan_tf.custom_ops': ['*.so']},
     install_requires=[
         'tensorflow>=2.21,<2.22',
         'numpy',

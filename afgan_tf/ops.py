@@ -78,10 +78,30 @@ def _check_image(x, name='x'):
 # upfirdn2d.
 
 def _depthwise(x, taps, strides):
-    """Correlates every channel of ``x`` with the 2-D ``taps`` ([kh, kw])."""
-    channels = x.shape[-1]
-    kernel = tf.tile(tf.constant(taps, dtype=x.dtype)[:, :, None, None], [1, 1, channels, 1])
-    return tf.nn.depthwise_conv2d(x, kernel, strides=[1, strides[0], strides[1], 1], padding='VALID')
+    """Correlates every channel of ``x`` with the 2-D ``taps`` ([kh, kw]), keeping every ``strides``-th output.
+
+    TensorFlow's portable depthwise kernel accepts only equal strides (unequal ones work only
+    where oneDNN rewrites the op, which TensorFlow does on some CPUs only). A one-row filter
+    with a column stride therefore runs on ``[N * H, 1, W, C]`` and a one-column filter with a
+    row stride on ``[N, H, 1, W * C]`` (free reshapes): the other axis has length 1, so both
+    strides can be the same.
+    """
+    _, height, width, channels = x.shape
+    (kh, kw), (sy, sx) = taps.shape, strides
+
+    def conv(v, depth, stride):
+        kernel = tf.tile(tf.constant(taps, dtype=v.dtype)[:, :, None, None], [1, 1, depth, 1])
+        return tf.nn.depthwise_conv2d(v, kernel, strides=[1, stride, stride, 1], padding='VALID')
+
+    if sy == sx:
+        return conv(x, channels, sy)
+    if kh == 1 and sy == 1:
+        y = conv(tf.reshape(x, [-1, 1, width, channels]), channels, sx)
+        return tf.reshape(y, [-1, height, y.shape[2], channels])
+    if kw == 1 and sx == 1:
+        y = conv(tf.reshape(x, [-1, height, 1, width * channels]), width * channels, sy)
+        return tf.reshape(y, [-1, y.shape[1], width, channels])
+    return conv(x, channels, 1)[:, ::sy, ::sx, :]
 
 
 def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
@@ -202,39 +222,66 @@ def bias_act(x, b=None, act='linear', alpha=None, gain=None, clamp=None):
 # ----------------------------------------------------------------------------
 # Filtered leaky ReLU.
 
+# Limits of filtered_lrelu, the same as the compiled op's (custom_ops/cc/kernels/filtered_lrelu.h):
+# larger arguments would overflow the kernels' 32-bit indices or ask for absurd memory.
+FLRELU_MAX_FACTOR = 64              # up and down.
+FLRELU_MAX_TAPS = 1024              # Filter taps per axis.
+FLRELU_MAX_DIM = 2 ** 24            # Height, width, |padding| and the upsampled, padded size.
+FLRELU_MAX_ELEMENTS = 2 ** 31 - 1   # Elements of x and of the output.
+
+
 def filtered_lrelu_output_size(in_size, fu_size, fd_size, up, down, pad0, pad1):
-    """Output length along one axis of ``filtered_lrelu`` (sizes are ints)."""
+    """Output length along one axis of ``filtered_lrelu`` (sizes are ints; <= 0 means empty)."""
     return (in_size * up + pad0 + pad1 - (fu_size - 1) - (fd_size - 1) + (down - 1)) // down
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def check_filtered_lrelu_args(x, fu, fd, b, up, down, padding, gain, slope, clamp):
     """Validates ``filtered_lrelu`` arguments; returns ``(x, fu, fd, padding)`` normalised.
 
-    Raises ``ValueError`` naming the offending argument.
+    Raises ``ValueError`` naming the offending argument, also for sizes over the limits
+    above (``FLRELU_MAX_*``).
     """
     x = _check_image(x)
     fu = _filter_array(fu, 'fu')
     fd = _filter_array(fd, 'fd')
     for name, value in (('up', up), ('down', down)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f'{name} must be an int >= 1, got {value!r}')
+        if not _is_int(value) or not 1 <= value <= FLRELU_MAX_FACTOR:
+            raise ValueError(f'{name} must be an int in [1, {FLRELU_MAX_FACTOR}], got {value!r}')
+    for name, f in (('fu', fu), ('fd', fd)):
+        if f is not None and max(f.shape) > FLRELU_MAX_TAPS:
+            raise ValueError(f'{name} must have at most {FLRELU_MAX_TAPS} taps per axis, got shape {list(f.shape)}')
     padding = parse_padding(padding)
+    if any(abs(p) > FLRELU_MAX_DIM for p in padding):
+        raise ValueError(f'padding values must be in [-{FLRELU_MAX_DIM}, {FLRELU_MAX_DIM}], got {list(padding)}')
     if b is not None:
         b_shape = tuple(b.shape)
         if b_shape != (x.shape[-1],):
             raise ValueError(f'b must have shape [{x.shape[-1]}] (the channels of x), got {list(b_shape)}')
-    if not gain > 0:
-        raise ValueError(f'gain must be > 0, got {gain}')
-    if not slope >= 0:
-        raise ValueError(f'slope must be >= 0, got {slope}')
-    if clamp is not None and not clamp >= 0:
-        raise ValueError(f'clamp must be None or >= 0, got {clamp}')
-    _, in_h, in_w, _ = x.shape
+    for name, value, ok in (('gain', gain, lambda v: v > 0), ('slope', slope, lambda v: v >= 0)):
+        if not (isinstance(value, (int, float, np.number)) and np.isfinite(value) and ok(value)):
+            raise ValueError(f'{name} must be a finite number {"> 0" if name == "gain" else ">= 0"}, got {value!r}')
+    if clamp is not None and not (isinstance(clamp, (int, float, np.number)) and clamp >= 0):
+        raise ValueError(f'clamp must be None or a number >= 0, got {clamp!r}')
+    batch, in_h, in_w, channels = x.shape
+    if max(in_h, in_w) > FLRELU_MAX_DIM or (batch or 1) * in_h * in_w * channels > FLRELU_MAX_ELEMENTS:
+        raise ValueError(f'x must have height and width <= {FLRELU_MAX_DIM} and at most {FLRELU_MAX_ELEMENTS} '
+                         f'elements, got shape {x.shape}')
     px0, px1, py0, py1 = padding
+    for axis, size, p0, p1 in (('width', in_w, px0, px1), ('height', in_h, py0, py1)):
+        if size * up + p0 + p1 > FLRELU_MAX_DIM:
+            raise ValueError(f'up {up} and padding {list(padding)} give an upsampled {axis} of {size * up + p0 + p1}, '
+                             f'over the limit {FLRELU_MAX_DIM}')
     out_w = filtered_lrelu_output_size(in_w, filter_size(fu)[0], filter_size(fd)[0], up, down, px0, px1)
     out_h = filtered_lrelu_output_size(in_h, filter_size(fu)[1], filter_size(fd)[1], up, down, py0, py1)
     if out_w < 1 or out_h < 1:
         raise ValueError(f'padding {list(padding)} gives an empty output ({out_h}x{out_w}) for a {in_h}x{in_w} input')
+    if (batch or 1) * out_h * out_w * channels > FLRELU_MAX_ELEMENTS:
+        raise ValueError(f'the output [{batch}, {out_h}, {out_w}, {channels}] would have more than '
+                         f'{FLRELU_MAX_ELEMENTS} elements (up {up}, down {down}, padding {list(padding)})')
     return x, fu, fd, padding
 
 
@@ -261,6 +308,14 @@ def _custom_op_module():
     except ImportError:
         return None
     return custom_ops if custom_ops.is_available() else None
+
+
+def _custom_op_error():
+    try:
+        from afgan_tf import custom_ops
+    except ImportError as e:
+        return str(e)
+    return custom_ops.load_error()
 
 
 def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np.sqrt(2), slope=0.2, clamp=None,
@@ -301,8 +356,9 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np
                                f'(build it with `python -m afgan_tf.custom_ops.build`; {FORCE_REF_ENV} must be unset)')
         global _warned_fallback
         if not _warned_fallback and os.environ.get(FORCE_REF_ENV, '0') in ('', '0'):
-            warnings.warn('afgan_tf: filtered_lrelu custom op not built; using the pure-TF reference path '
-                          '(build it with `python -m afgan_tf.custom_ops.build`)', RuntimeWarning, stacklevel=2)
+            warnings.warn(f'afgan_tf: the filtered_lrelu custom op is not available ({_custom_op_error()}); '
+                          'using the pure-TF reference path, which gives the same results more slowly. '
+                          'Build the op with `python -m afgan_tf.custom_ops.build`.', RuntimeWarning, stacklevel=2)
             _warned_fallback = True
         return filtered_lrelu_ref(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)
     return module.filtered_lrelu(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)

@@ -4,7 +4,9 @@ Layout follows TensorFlow's custom-op template:
 
 * ``cc/ops/filtered_lrelu_ops.cc``: op registration and shape functions of
   ``AfganFilteredLrelu`` and its backward op ``AfganFilteredLreluGrad``;
-* ``cc/kernels/filtered_lrelu_kernels.cc``: fused C++ CPU kernels (TF thread pool);
+* ``cc/kernels/filtered_lrelu_kernels.cc``: the TensorFlow kernels (CPU and GPU);
+* ``cc/kernels/filtered_lrelu_cpu.cc``: fused C++ CPU loops without TensorFlow, one
+  copy per instruction set (AVX-512, AVX2, baseline) chosen at run time;
 * ``cc/kernels/filtered_lrelu_kernels.cu.cc``: fused CUDA kernels, also callable
   without TensorFlow through the C entry points in ``filtered_lrelu_cuda.h``;
 * this module: loads the library, registers the gradient, and wraps the op with the
@@ -12,7 +14,8 @@ Layout follows TensorFlow's custom-op template:
 
 Build with ``python -m afgan_tf.custom_ops.build``. When the library is missing,
 ``afgan_tf.ops.filtered_lrelu(impl='auto')`` falls back to the pure-TF path with one
-warning; ``AFGAN_TF_FORCE_REF=1`` forces that path everywhere.
+warning that says why (not built, or the reason a ``build --optional`` recorded) and
+how to build it; ``AFGAN_TF_FORCE_REF=1`` forces that path everywhere.
 """
 
 import os
@@ -21,7 +24,8 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-LIBRARY_NAME = 'afgan_filtered_lrelu.so'
+from afgan_tf.custom_ops.build import FAILURE_NAME, LIBRARY_NAME, cache_dir
+
 LIBRARY_ENV = 'AFGAN_TF_CUSTOM_OP_LIB'     # Optional explicit path of the built library.
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 
@@ -30,8 +34,24 @@ _load_error = None
 
 
 def library_path():
-    """Where the library is looked for: ``$AFGAN_TF_CUSTOM_OP_LIB`` or next to this file."""
-    return pathlib.Path(os.environ.get(LIBRARY_ENV) or PACKAGE_DIR / LIBRARY_NAME)
+    """Where the library is: ``$AFGAN_TF_CUSTOM_OP_LIB``, else next to this file, else the user cache
+    (where the build writes when this package's folder is read-only)."""
+    if os.environ.get(LIBRARY_ENV):
+        return pathlib.Path(os.environ[LIBRARY_ENV])
+    for folder in (PACKAGE_DIR, cache_dir()):
+        if (folder / LIBRARY_NAME).is_file():
+            return folder / LIBRARY_NAME
+    return PACKAGE_DIR / LIBRARY_NAME
+
+
+def _recorded_build_failure():
+    """The reason the last ``build --optional`` recorded, or None."""
+    for folder in (PACKAGE_DIR, cache_dir()):
+        try:
+            return (folder / FAILURE_NAME).read_text().strip().splitlines()[0]
+        except (OSError, IndexError):
+            continue
+    return None
 
 
 def load_library():
@@ -40,7 +60,8 @@ def load_library():
     if _library is None and _load_error is None:
         path = library_path()
         if not path.is_file():
-            _load_error = f'{path} not found'
+            failure = None if os.environ.get(LIBRARY_ENV) else _recorded_build_failure()
+            _load_error = f'the build failed: {failure}' if failure else f'{path} not found (not built)'
         else:
             try:
                 _library = tf.load_op_library(str(path))
@@ -53,6 +74,16 @@ def load_error():
     """Why the library is not loaded (None when it is)."""
     load_library()
     return _load_error
+
+
+def cpu_isa():
+    """The instruction set the loaded library's CPU kernels use ('avx512', 'avx2', 'baseline'), or None."""
+    if load_library() is None:
+        return None
+    import ctypes
+    lib = ctypes.CDLL(str(library_path()))
+    lib.afgan_flrelu_cpu_isa.restype = ctypes.c_char_p
+    return lib.afgan_flrelu_cpu_isa().decode()
 
 
 def is_available():

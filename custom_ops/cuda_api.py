@@ -10,6 +10,8 @@ import ctypes
 
 import numpy as np
 
+CUDA_ERROR = -6    # AFGAN_FLRELU_CUDA_ERROR in filtered_lrelu.h.
+
 _INT_FIELDS_1 = ('n', 'h', 'w', 'c', 'up', 'down', 'px0', 'px1', 'py0', 'py1')
 _INT_FIELDS_2 = ('flip_filter', 'fu_w', 'fu_h', 'fu_2d', 'fd_w', 'fd_h', 'fd_2d')
 
@@ -24,19 +26,22 @@ class Params(ctypes.Structure):
 def prepare(shape, fu, fd, up=1, down=1, padding=(0, 0, 0, 0), gain=np.sqrt(2), slope=0.2, clamp=None,
             flip=False):
     """Returns ``(params, fu, fd)`` with identity filters as ``[1]`` and C-contiguous float32 taps."""
+    if len(shape) != 4:
+        raise ValueError(f'shape must be [n, h, w, c], got {list(shape)}')
+    if len(padding) != 4:
+        raise ValueError(f'padding must be [x0, x1, y0, y1], got {list(padding)}')
     n, h, w, c = shape
     fu = np.ones([1], np.float32) if fu is None else np.ascontiguousarray(fu, np.float32)
     fd = np.ones([1], np.float32) if fd is None else np.ascontiguousarray(fd, np.float32)
-    params = Params(n, h, w, c, up, down, *[int(p) for p in padding], float(gain), float(slope),
+    ints = dict(n=n, h=h, w=w, c=c, up=up, down=down, px0=padding[0], px1=padding[1], py0=padding[2],
+                py1=padding[3])
+    for name, value in ints.items():     # ctypes would wrap larger values silently.
+        if not -2 ** 31 <= int(value) < 2 ** 31:
+            raise ValueError(f'{name} must fit a 32-bit int, got {value}')
+    params = Params(*[int(v) for v in ints.values()], float(gain), float(slope),
                     -1.0 if clamp is None else float(clamp), int(flip), fu.shape[-1], fu.shape[0],
                     int(fu.ndim == 2), fd.shape[-1], fd.shape[0], int(fd.ndim == 2))
     return params, fu, fd
-
-
-def output_shape(p):
-    tmp_w = p.w * p.up + p.px0 + p.px1 - p.fu_w + 1
-    tmp_h = p.h * p.up + p.py0 + p.py1 - p.fu_h + 1
-    return [p.n, (tmp_h - p.fd_h) // p.down + 1, (tmp_w - p.fd_w) // p.down + 1, p.c]
 
 
 class CudaKernels:
@@ -49,10 +54,19 @@ class CudaKernels:
         self.lib.afgan_flrelu_cuda_backward.argtypes = [ctypes.POINTER(Params), ptr, ptr, ptr, fptr, fptr, ptr,
                                                         ptr]
         self.lib.afgan_flrelu_cuda_last_error.restype = ctypes.c_char_p
+        self.lib.afgan_flrelu_output_shape.argtypes = [ctypes.POINTER(Params), ctypes.POINTER(ctypes.c_int64)]
 
     def _check(self, code):
+        """Raises RuntimeError for a CUDA failure (-6), ValueError for rejected arguments."""
         if code != 0:
-            raise RuntimeError(f'CUDA kernel returned {code}: {self.lib.afgan_flrelu_cuda_last_error().decode()}')
+            error = RuntimeError if code == CUDA_ERROR else ValueError
+            raise error(f'filtered_lrelu kernel returned {code}: {self.lib.afgan_flrelu_cuda_last_error().decode()}')
+
+    def output_shape(self, params):
+        """``[n, out_h, out_w, c]`` from the library (which checks the parameters first)."""
+        shape = (ctypes.c_int64 * 4)()
+        self._check(self.lib.afgan_flrelu_output_shape(ctypes.byref(params), shape))
+        return list(shape)
 
     @staticmethod
     def _taps(f):

@@ -43,7 +43,9 @@ def test_every_stylegan3_activation_matches_reference(load_reference_network, na
     names = ['input'] + net.G.synthesis.layer_names
     assert len(names) == 16
     for layer in names:
-        assert max_abs(acts[layer], nhwc(net.io[f'act_{layer}'])) < TOL, layer
+        stored = nhwc(net.io[f'act_{layer}'])     # The trimmed reference keeps the first channels.
+        assert acts[layer].shape[:3] == stored.shape[:3], layer
+        assert max_abs(acts[layer][..., :stored.shape[-1]], stored) < TOL, layer
 
 
 @pytest.mark.parametrize('name', NETWORKS)

@@ -22,7 +22,9 @@ import sys
 import numpy as np
 import torch
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+HERE = pathlib.Path(__file__).resolve().parent
+# The source tree (custom_ops/ beside afgan_tf/) or an installed package (afgan_tf/custom_ops/).
+PACKAGE = HERE.parents[1] / 'afgan_tf' if (HERE.parents[1] / 'afgan_tf' / 'specs.py').is_file() else HERE.parents[1]
 
 
 def _load_module(name, path):
@@ -33,11 +35,11 @@ def _load_module(name, path):
 
 
 # The layer table and filter design need only numpy/scipy: load them without the package.
-specs = _load_module('afgan_specs', ROOT / 'afgan_tf' / 'specs.py')
-filters = _load_module('afgan_filters', ROOT / 'afgan_tf' / 'filters.py')
+specs = _load_module('afgan_specs', PACKAGE / 'specs.py')
+filters = _load_module('afgan_filters', PACKAGE / 'filters.py')
 
 
-cuda_api = _load_module('afgan_cuda_api', ROOT / 'custom_ops' / 'cuda_api.py')
+cuda_api = _load_module('afgan_cuda_api', HERE.parent / 'cuda_api.py')
 
 
 class Kernel:
@@ -48,7 +50,7 @@ class Kernel:
 
     def forward(self, x, b, fu, fd, **kw):
         p, fu, fd = cuda_api.prepare(list(x.shape), fu, fd, **kw)
-        y = torch.empty(cuda_api.output_shape(p), device=x.device, dtype=torch.float32)
+        y = torch.empty(self.api.output_shape(p), device=x.device, dtype=torch.float32)
         self.api.forward(p, x.data_ptr(), b.data_ptr(), fu, fd, y.data_ptr(), torch.cuda.current_stream().cuda_stream)
         return y
 
@@ -143,7 +145,7 @@ def time_ms(fn, repeats=20):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--lib', default=str(ROOT / 'custom_ops' / 'libafgan_flrelu_cuda.so'))
+    parser.add_argument('--lib', default=str(HERE.parent / 'libafgan_flrelu_cuda.so'))
     parser.add_argument('--cases', type=int, default=200, help='Randomized correctness cases.')
     parser.add_argument('--tol', type=float, default=1e-4, help='Maximum relative error.')
     parser.add_argument('--no-timing', action='store_true')

@@ -1,6 +1,7 @@
-// Filtered leaky ReLU: parameters and the index arithmetic shared by the CPU and
-// CUDA kernels. This header has no TensorFlow dependency, so the CUDA kernel and its
-// C entry point build without TensorFlow.
+// Filtered leaky ReLU: parameters, limits, sizes, status codes and the index
+// arithmetic shared by the op's shape function, the CPU kernels and the CUDA kernels.
+// This header has no TensorFlow dependency, so the CUDA kernel, its C entry points
+// and the CPU kernels build without TensorFlow.
 //
 // Every stage of the op is one "resampling pass" along an axis:
 //
@@ -9,16 +10,32 @@
 // i.e. zero-insertion upsampling by `up`, zero padding / cropping by `pad`, correlation
 // with taps `g`, and keeping every `down`-th sample. The forward op is two such passes
 // (fu with up, fd with down) around the activation; its gradient is the same passes
-// with the roles of up/down swapped and the taps reversed (see filtered_lrelu_plan).
+// with the roles of up/down swapped and the taps reversed (see afgan_make_plan).
+//
+// Sizes are computed in 64-bit and checked against the limits below before any
+// kernel runs (afgan_check_params); within those limits every index the kernels
+// compute in 32-bit `int` fits, so hostile arguments get an error, never an overflow.
 
 #ifndef AFGAN_FILTERED_LRELU_H_
 #define AFGAN_FILTERED_LRELU_H_
 
+#include <math.h>
+#include <stdint.h>
+
 #if defined(__CUDACC__)
 #define AFGAN_HD __host__ __device__ __forceinline__
 #else
-#define AFGAN_HD inline
+// static: every translation unit (also each instruction-set variant of the CPU
+// kernels) gets its own copy, so the linker never substitutes one compiled for
+// another instruction set.
+#define AFGAN_HD static inline
 #endif
+
+// Limits of the op (the Python wrapper and the shape function enforce the same).
+#define AFGAN_FLRELU_MAX_FACTOR 64                  // up and down.
+#define AFGAN_FLRELU_MAX_TAPS 1024                  // Filter taps per axis.
+#define AFGAN_FLRELU_MAX_DIM (1 << 24)              // Any spatial length, |padding| and the upsampled size.
+#define AFGAN_FLRELU_MAX_ELEMENTS 2147483647LL      // Elements of x and of y (2^31 - 1).
 
 #ifdef __cplusplus
 extern "C" {
@@ -27,7 +44,7 @@ extern "C" {
 // Shape and arguments of one filtered_lrelu call (NHWC, float32).
 typedef struct AfganFlreluParams {
   int n, h, w, c;          // Input x: [n, h, w, c].
-  int up, down;            // Integer up/down-sampling factors (>= 1).
+  int up, down;            // Integer up/down-sampling factors (1 .. AFGAN_FLRELU_MAX_FACTOR).
   int px0, px1, py0, py1;  // Padding w.r.t. the upsampled image (negative crops).
   float gain;              // Gain of the activation.
   float slope;             // Negative-side slope of the leaky ReLU.
@@ -37,20 +54,103 @@ typedef struct AfganFlreluParams {
   int fd_w, fd_h, fd_2d;   // Down filter, likewise.
 } AfganFlreluParams;
 
+// Result of every check and entry point: 0, or a negative code that
+// afgan_flrelu_error() describes.
+typedef enum AfganFlreluStatus {
+  AFGAN_FLRELU_OK = 0,
+  AFGAN_FLRELU_BAD_X = -1,               // x shape out of range.
+  AFGAN_FLRELU_BAD_UP = -2,              // up out of range.
+  AFGAN_FLRELU_BAD_FILTER = -3,          // fu / fd shape out of range.
+  AFGAN_FLRELU_EMPTY_OUTPUT = -4,        // padding leaves no output.
+  AFGAN_FLRELU_BAD_ACTIVATION = -5,      // gain, slope or clamp out of range.
+  AFGAN_FLRELU_CUDA_ERROR = -6,          // A CUDA call failed (see afgan_flrelu_cuda_last_error).
+  AFGAN_FLRELU_CUDA_FILTERS_TOO_LARGE = -7,
+  AFGAN_FLRELU_CUDA_SHAPE_TOO_LARGE = -8,
+  AFGAN_FLRELU_BAD_DOWN = -9,            // down out of range.
+  AFGAN_FLRELU_BAD_PADDING = -10,        // |padding| or the upsampled size over AFGAN_FLRELU_MAX_DIM.
+  AFGAN_FLRELU_OUTPUT_TOO_LARGE = -11,   // y over AFGAN_FLRELU_MAX_ELEMENTS.
+} AfganFlreluStatus;
+
 #ifdef __cplusplus
 }
 #endif
 
-// Intermediate (after the up filter) and output sizes.
+// Output length along one axis (64-bit; <= 0 means empty): in * up + p0 + p1 taps, less the
+// (fu - 1) + (fd - 1) samples the two filters consume, then every `down`-th sample.
+AFGAN_HD int64_t afgan_out_len(int64_t in, int64_t up, int64_t down, int64_t p0, int64_t p1, int64_t fu,
+                               int64_t fd) {
+  const int64_t t = in * up + p0 + p1 - fu + 1 - fd;   // Last valid start in the intermediate.
+  return t < 0 ? 0 : t / down + 1;
+}
+
+// Intermediate (after the up filter) and output sizes of valid parameters.
 AFGAN_HD int afgan_tmp_w(const AfganFlreluParams& p) { return p.w * p.up + p.px0 + p.px1 - p.fu_w + 1; }
 AFGAN_HD int afgan_tmp_h(const AfganFlreluParams& p) { return p.h * p.up + p.py0 + p.py1 - p.fu_h + 1; }
 AFGAN_HD int afgan_out_w(const AfganFlreluParams& p) {
-  const int t = afgan_tmp_w(p) - p.fd_w;
-  return t < 0 ? 0 : t / p.down + 1;
+  return (int)afgan_out_len(p.w, p.up, p.down, p.px0, p.px1, p.fu_w, p.fd_w);
 }
 AFGAN_HD int afgan_out_h(const AfganFlreluParams& p) {
-  const int t = afgan_tmp_h(p) - p.fd_h;
-  return t < 0 ? 0 : t / p.down + 1;
+  return (int)afgan_out_len(p.h, p.up, p.down, p.py0, p.py1, p.fu_h, p.fd_h);
+}
+
+// Checks one axis: the upsampled, padded length and the output length (64-bit).
+AFGAN_HD AfganFlreluStatus afgan_check_axis(int64_t in, int64_t up, int64_t down, int64_t p0, int64_t p1,
+                                            int64_t fu, int64_t fd) {
+  const int64_t max_dim = AFGAN_FLRELU_MAX_DIM;
+  if (in < 1 || in > max_dim) return AFGAN_FLRELU_BAD_X;
+  if (fu < 1 || fu > AFGAN_FLRELU_MAX_TAPS || fd < 1 || fd > AFGAN_FLRELU_MAX_TAPS) return AFGAN_FLRELU_BAD_FILTER;
+  if (p0 < -max_dim || p0 > max_dim || p1 < -max_dim || p1 > max_dim) return AFGAN_FLRELU_BAD_PADDING;
+  const int64_t padded = in * up + p0 + p1;
+  if (padded > max_dim) return AFGAN_FLRELU_BAD_PADDING;
+  if (afgan_out_len(in, up, down, p0, p1, fu, fd) < 1) return AFGAN_FLRELU_EMPTY_OUTPUT;
+  return AFGAN_FLRELU_OK;
+}
+
+// Checks every argument against the limits; 0 or an AfganFlreluStatus.
+AFGAN_HD int afgan_check_params(const AfganFlreluParams& p) {
+  const int64_t max_dim = AFGAN_FLRELU_MAX_DIM, max_taps = AFGAN_FLRELU_MAX_TAPS;
+  if (p.n < 0 || p.h < 1 || p.w < 1 || p.c < 1 || p.h > max_dim || p.w > max_dim) return AFGAN_FLRELU_BAD_X;
+  if ((int64_t)p.n * p.h * p.w * p.c > AFGAN_FLRELU_MAX_ELEMENTS) return AFGAN_FLRELU_BAD_X;
+  if (p.up < 1 || p.up > AFGAN_FLRELU_MAX_FACTOR) return AFGAN_FLRELU_BAD_UP;
+  if (p.down < 1 || p.down > AFGAN_FLRELU_MAX_FACTOR) return AFGAN_FLRELU_BAD_DOWN;
+  const int taps[4] = {p.fu_w, p.fu_h, p.fd_w, p.fd_h};
+  for (int i = 0; i < 4; ++i) {
+    if (taps[i] < 1 || taps[i] > max_taps) return AFGAN_FLRELU_BAD_FILTER;
+  }
+  if ((!p.fu_2d && p.fu_w != p.fu_h) || (!p.fd_2d && p.fd_w != p.fd_h)) return AFGAN_FLRELU_BAD_FILTER;
+  AfganFlreluStatus s = afgan_check_axis(p.w, p.up, p.down, p.px0, p.px1, p.fu_w, p.fd_w);
+  if (s != AFGAN_FLRELU_OK) return s;
+  s = afgan_check_axis(p.h, p.up, p.down, p.py0, p.py1, p.fu_h, p.fd_h);
+  if (s != AFGAN_FLRELU_OK) return s;
+  const int64_t out_w = afgan_out_len(p.w, p.up, p.down, p.px0, p.px1, p.fu_w, p.fd_w);
+  const int64_t out_h = afgan_out_len(p.h, p.up, p.down, p.py0, p.py1, p.fu_h, p.fd_h);
+  if ((int64_t)p.n * out_h * out_w * p.c > AFGAN_FLRELU_MAX_ELEMENTS) return AFGAN_FLRELU_OUTPUT_TOO_LARGE;
+  if (!(p.gain > 0.f) || isinf(p.gain) || !(p.slope >= 0.f) || isinf(p.slope) || isnan(p.clamp)) {
+    return AFGAN_FLRELU_BAD_ACTIVATION;
+  }
+  return AFGAN_FLRELU_OK;
+}
+
+static inline const char* afgan_flrelu_error(int code) {
+  switch (code) {
+    case AFGAN_FLRELU_OK: return "ok";
+    case AFGAN_FLRELU_BAD_X:
+      return "x must be [N, H, W, C] with H, W, C >= 1, H and W <= 2^24 and at most 2^31 - 1 elements";
+    case AFGAN_FLRELU_BAD_UP: return "up must be an int in [1, 64]";
+    case AFGAN_FLRELU_BAD_DOWN: return "down must be an int in [1, 64]";
+    case AFGAN_FLRELU_BAD_FILTER:
+      return "fu and fd must be 1-D [taps] or 2-D [height, width] with 1 to 1024 taps per axis";
+    case AFGAN_FLRELU_EMPTY_OUTPUT: return "padding gives an empty output for this input and these filters";
+    case AFGAN_FLRELU_BAD_PADDING:
+      return "padding must be within [-2^24, 2^24] and the upsampled, padded size at most 2^24";
+    case AFGAN_FLRELU_OUTPUT_TOO_LARGE: return "the output would have more than 2^31 - 1 elements";
+    case AFGAN_FLRELU_BAD_ACTIVATION: return "gain must be finite and > 0, slope finite and >= 0, clamp not NaN";
+    case AFGAN_FLRELU_CUDA_ERROR: return "CUDA error";
+    case AFGAN_FLRELU_CUDA_FILTERS_TOO_LARGE: return "filters too large for the CUDA kernel";
+    case AFGAN_FLRELU_CUDA_SHAPE_TOO_LARGE:
+      return "shape too large for the CUDA kernel (batch > 65535 or tiles do not fit in shared memory)";
+    default: return "unknown error";
+  }
 }
 
 // One resampling pass along an axis (see the file comment).
@@ -176,56 +276,44 @@ AFGAN_HD AfganSpan afgan_clip_tile(int start, int size, int len) {
 }
 
 // Largest region sizes (elements per channel) over all tiles of size `tile`: s0 holds
-// a loaded source region, s1 an x-pass result, s2 the intermediate region. Host only.
+// a loaded source region, s1 an x-pass result, s2 the intermediate region. 64-bit:
+// a region of a large tile of a strongly upsampling call can exceed 2^31. Host only.
 struct AfganTileBuffers {
-  int s0, s1, s2;
+  int64_t s0, s1, s2;
 };
 
-inline AfganTileBuffers afgan_tile_buffers(const AfganFlreluParams& p, const AfganPlan& plan, bool backward,
-                                           int tile) {
+static inline AfganTileBuffers afgan_tile_buffers(const AfganFlreluParams& p, const AfganPlan& plan, bool backward,
+                                                  int tile) {
   const int rows = backward ? p.h : afgan_out_h(p), cols = backward ? p.w : afgan_out_w(p);
   AfganTileBuffers b{0, 0, 0};
-  auto up = [](int* v, int x) { *v = x > *v ? x : *v; };
+  auto up = [](int64_t* v, int64_t x) { *v = x > *v ? x : *v; };
   for (int ty = 0; ty < rows; ty += tile) {
     for (int tx = 0; tx < cols; tx += tile) {
       const int th = tile < rows - ty ? tile : rows - ty, tw = tile < cols - tx ? tile : cols - tx;
       const AfganTileRegions r = backward ? afgan_backward_regions(plan, ty, th, tx, tw)
                                           : afgan_forward_regions(plan, ty, th, tx, tw);
-      up(&b.s0, r.iy.len * r.ix.len);
-      up(&b.s0, r.dy.len * r.dx.len);
+      up(&b.s0, int64_t(r.iy.len) * r.ix.len);
+      up(&b.s0, int64_t(r.dy.len) * r.dx.len);
       // x passes: the up / transposed-down passes give [source rows][tmp cols], the last [tmp rows][tile cols].
-      up(&b.s1, r.iy.len * r.rx.len);
-      up(&b.s1, r.dy.len * r.rx.len);
-      up(&b.s1, r.ry.len * tw);
-      up(&b.s2, r.ry.len * r.rx.len);
+      up(&b.s1, int64_t(r.iy.len) * r.rx.len);
+      up(&b.s1, int64_t(r.dy.len) * r.rx.len);
+      up(&b.s1, int64_t(r.ry.len) * tw);
+      up(&b.s2, int64_t(r.ry.len) * r.rx.len);
     }
   }
   return b;
 }
 
-// Checks the arguments; returns 0 or a negative code whose message
-// afgan_flrelu_error() gives.
-AFGAN_HD int afgan_check_params(const AfganFlreluParams& p) {
-  if (p.n < 0 || p.h < 1 || p.w < 1 || p.c < 1) return -1;
-  if (p.up < 1 || p.down < 1) return -2;
-  if (p.fu_w < 1 || p.fu_h < 1 || p.fd_w < 1 || p.fd_h < 1) return -3;
-  if (!p.fu_2d && p.fu_w != p.fu_h) return -3;
-  if (!p.fd_2d && p.fd_w != p.fd_h) return -3;
-  if (afgan_tmp_w(p) < p.fd_w || afgan_tmp_h(p) < p.fd_h || afgan_tmp_w(p) < 1 || afgan_tmp_h(p) < 1) return -4;
-  if (!(p.gain > 0.f) || !(p.slope >= 0.f)) return -5;
-  return 0;
-}
-
 // Number of taps of the up / down filter.
-inline int afgan_fu_count(const AfganFlreluParams& p) { return p.fu_2d ? p.fu_w * p.fu_h : p.fu_w; }
-inline int afgan_fd_count(const AfganFlreluParams& p) { return p.fd_2d ? p.fd_w * p.fd_h : p.fd_w; }
+AFGAN_HD int afgan_fu_count(const AfganFlreluParams& p) { return p.fu_2d ? p.fu_w * p.fu_h : p.fu_w; }
+AFGAN_HD int afgan_fd_count(const AfganFlreluParams& p) { return p.fd_2d ? p.fd_w * p.fd_h : p.fd_w; }
 
 // Prepares the taps of every pass from the raw filters (host memory): the up taps are
 // scaled by the upsampling gain (up per axis), and the forward taps are flipped unless
 // flip_filter (convolution); the gradient uses the reversed forward taps. Reversing a
 // row-major [h][w] array flips both axes. Outputs hold afgan_fu_count / afgan_fd_count floats.
-inline void afgan_prepare_taps(const AfganFlreluParams& p, const float* fu, const float* fd, float* up,
-                               float* up_rev, float* down, float* down_rev) {
+static inline void afgan_prepare_taps(const AfganFlreluParams& p, const float* fu, const float* fd, float* up,
+                                      float* up_rev, float* down, float* down_rev) {
   const float up_gain = p.fu_2d ? float(p.up) * float(p.up) : float(p.up);
   const int nu = afgan_fu_count(p), nd = afgan_fd_count(p);
   for (int i = 0; i < nu; ++i) {
@@ -236,21 +324,6 @@ inline void afgan_prepare_taps(const AfganFlreluParams& p, const float* fu, cons
   for (int i = 0; i < nd; ++i) {
     down[i] = p.flip_filter ? fd[i] : fd[nd - 1 - i];
     down_rev[i] = p.flip_filter ? fd[nd - 1 - i] : fd[i];
-  }
-}
-
-inline const char* afgan_flrelu_error(int code) {
-  switch (code) {
-    case 0: return "ok";
-    case -1: return "x must be [N, H, W, C] with H, W, C >= 1";
-    case -2: return "up and down must be >= 1";
-    case -3: return "fu and fd must be 1-D [taps] or 2-D [height, width] with at least one tap";
-    case -4: return "padding gives an empty output for this input and these filters";
-    case -5: return "gain must be > 0 and slope >= 0";
-    case -6: return "CUDA error";
-    case -7: return "filters too large for the CUDA kernel";
-    case -8: return "shape too large for the CUDA kernel (batch > 65535 or tiles do not fit in shared memory)";
-    default: return "unknown error";
   }
 }
 

@@ -4,8 +4,9 @@
 //
 // Pointers x, b, dy, y, dx are device memory (NHWC float32); fu and fd are the raw
 // filters in host memory (afgan_fu_count / afgan_fd_count floats). Calls are
-// asynchronous on `stream`. They return 0, or a negative code (afgan_flrelu_error;
-// afgan_flrelu_cuda_last_error gives the CUDA message for -6).
+// asynchronous on `stream`. They return 0, or a negative AfganFlreluStatus
+// (afgan_flrelu_error describes it; afgan_flrelu_cuda_last_error gives the message,
+// with the CUDA error for AFGAN_FLRELU_CUDA_ERROR).
 
 #ifndef AFGAN_FILTERED_LRELU_CUDA_H_
 #define AFGAN_FILTERED_LRELU_CUDA_H_
@@ -29,7 +30,11 @@ int afgan_flrelu_cuda_forward(const AfganFlreluParams* p, const float* x, const 
 int afgan_flrelu_cuda_backward(const AfganFlreluParams* p, const float* dy, const float* x, const float* b,
                                const float* fu, const float* fd, float* dx, cudaStream_t stream);
 
+// The message of the last failure of a call on this thread (the CUDA error for -6).
 const char* afgan_flrelu_cuda_last_error(void);
+
+// Checks the parameters (afgan_check_params) and writes the output shape [n, h, w, c].
+int afgan_flrelu_output_shape(const AfganFlreluParams* p, int64_t* shape);
 
 #ifdef __cplusplus
 }

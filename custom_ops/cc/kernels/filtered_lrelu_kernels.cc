@@ -1,28 +1,27 @@
-// CPU kernels of AfganFilteredLrelu / AfganFilteredLreluGrad, and the GPU kernel
-// registrations that call the CUDA entry points (filtered_lrelu_cuda.h).
+// TensorFlow kernels of AfganFilteredLrelu / AfganFilteredLreluGrad: argument checks,
+// the CPU kernels (which call the TensorFlow-free loops of filtered_lrelu_cpu.h on the
+// intra-op thread pool) and the GPU kernels (which call the CUDA entry points of
+// filtered_lrelu_cuda.h on the op's stream).
 //
-// The CPU kernels are fused per work unit: one output tile of one image for a block of
-// 16 channels goes through every stage (bias, upsampling filter, activation,
-// downsampling filter) in small thread-local buffers sized to stay in cache, so no
-// intermediate tensor is ever allocated. The tiling is the CUDA kernels' (the regions
-// come from filtered_lrelu.h). Work units run on TensorFlow's intra-op thread pool.
-// Channels are innermost (NHWC), so every inner loop is a fixed-width multiply-add
-// over 16 channels that the compiler turns into vector FMAs.
+// This file includes TensorFlow headers, so it is always compiled for the x86-64
+// baseline: the instruction-set-specific code lives in filtered_lrelu_cpu.cc.
 
 #define EIGEN_USE_THREADS
 #if GOOGLE_CUDA
 #define EIGEN_USE_GPU
 #endif
 
-#include <algorithm>
 #include <cmath>
-#include <cstring>
+#include <cstdint>
+#include <functional>
+#include <limits>
 #include <vector>
 
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "filtered_lrelu.h"
+#include "filtered_lrelu_cpu.h"
 
 #if GOOGLE_CUDA
 #include "filtered_lrelu_cuda.h"
@@ -37,288 +36,6 @@ using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 namespace errors = ::tensorflow::errors;
 
-// Filter taps prepared for the passes (afgan_prepare_taps).
-struct Taps {
-  std::vector<float> up, down;            // Forward taps ([w] or [h * w]).
-  std::vector<float> up_rev, down_rev;    // Gradient taps.
-};
-
-namespace {
-
-// ---------------------------------------------------------------------------
-// Passes over a region buffer [rows][cols][kCB] (a block of kCB channels innermost).
-// Accumulators stay in registers across taps; kCB is a compile-time constant so every
-// channel loop is one or two vector FMAs.
-
-constexpr int kCB = 16;   // Channels per work unit.
-
-// 16 channels as one value (GCC/Clang vector extension): every channel loop below is one
-// vector operation, whatever the instruction set (-march=native picks AVX-512/AVX2/SSE).
-typedef float Vec __attribute__((vector_size(kCB * sizeof(float))));
-
-inline Vec LoadV(const float* p) {
-  Vec v;
-  std::memcpy(&v, p, sizeof(Vec));
-  return v;
-}
-inline void StoreV(float* p, const Vec& v) { std::memcpy(p, &v, sizeof(Vec)); }
-
-inline Vec ActV(Vec v, float gain, float slope, float clamp) {
-  v = (v >= 0.f ? v : v * slope) * gain;
-  if (clamp >= 0.f) {
-    v = v > clamp ? Vec{} + clamp : v;
-    v = v < -clamp ? Vec{} - clamp : v;
-  }
-  return v;
-}
-
-inline Vec ActGradV(Vec v, float gain, float slope, float clamp) {
-  const Vec zero = {};
-  Vec d = v >= 0.f ? zero + gain : zero + gain * slope;
-  if (clamp >= 0.f) {
-    const Vec a = (v >= 0.f ? v : v * slope) * gain;
-    d = (a > clamp || a < -clamp) ? zero : d;
-  }
-  return d;
-}
-
-// Four outputs accumulated together: one weight broadcast and four FMAs per tap, the
-// inputs `gap` floats apart.
-struct Acc4 {
-  Vec a0 = {}, a1 = {}, a2 = {}, a3 = {};
-  void Add(const float* v, int64_t gap, float w) {
-    a0 += LoadV(v) * w;
-    a1 += LoadV(v + gap) * w;
-    a2 += LoadV(v + 2 * gap) * w;
-    a3 += LoadV(v + 3 * gap) * w;
-  }
-  template <typename Store>
-  void Store4(Store store) const {
-    store(0, a0);
-    store(1, a1);
-    store(2, a2);
-    store(3, a3);
-  }
-};
-
-// Tap ranges of every output of a pass along one axis, precomputed once per call so the
-// inner loops do no integer division: taps t0[o], t0[o] + up, ... < t1[o] starting at
-// input index i0[o] (t1 == t0: no tap hits the input).
-struct AxisTaps {
-  std::vector<int> t0, t1, i0;
-  int up = 1, down = 1;
-  explicit AxisTaps(const AfganPass& s) : t0(s.out_len), t1(s.out_len), i0(s.out_len), up(s.up), down(s.down) {
-    for (int o = 0; o < s.out_len; ++o) {
-      if (!afgan_tap_range(s, o, &t0[o], &t1[o], &i0[o])) t1[o] = t0[o];
-    }
-  }
-
-  // Outputs o .. o + 3 can be computed together (one weight broadcast per tap, four FMAs):
-  // up == 1, the same tap range, and inputs exactly `down` apart.
-  bool Uniform4(int o) const {
-    return up == 1 && t0[o] == t0[o + 3] && t1[o] == t1[o + 3] && t0[o] == t0[o + 1] && t1[o] == t1[o + 1] &&
-           t0[o] == t0[o + 2] && t1[o] == t1[o + 2] && i0[o + 3] == i0[o] + 3 * down;
-  }
-};
-
-// The tables of all passes: [pass][axis], passes fwd_up, fwd_down, bwd_down, bwd_up.
-struct PlanTaps {
-  std::vector<AxisTaps> fwd_up, fwd_down, bwd_down, bwd_up;
-  explicit PlanTaps(const AfganPlan& plan) {
-    for (int a = 0; a < 2; ++a) {
-      fwd_up.emplace_back(plan.fwd_up[a]);
-      fwd_down.emplace_back(plan.fwd_down[a]);
-      bwd_down.emplace_back(plan.bwd_down[a]);
-      bwd_up.emplace_back(plan.bwd_up[a]);
-    }
-  }
-};
-
-// src[n, sy, sx, c0 : c0 + kCB] (+ bias) -> dst [sy.len][sx.len][kCB]; channels >= C are 0.
-void Load(const float* src, const float* bias, int rows, int cols, int channels, int n, int c0, AfganSpan sy,
-          AfganSpan sx, float* dst) {
-  const int cb = std::min(kCB, channels - c0);
-  float b[kCB] = {};
-  if (bias != nullptr) std::copy(bias + c0, bias + c0 + cb, b);
-  for (int r = 0; r < sy.len; ++r) {
-    const float* s = src + ((static_cast<int64_t>(n) * rows + sy.lo + r) * cols + sx.lo) * channels + c0;
-    float* d = dst + static_cast<int64_t>(r) * sx.len * kCB;
-    for (int col = 0; col < sx.len; ++col, s += channels, d += kCB) {
-      if (cb == kCB) {
-        for (int c = 0; c < kCB; ++c) d[c] = s[c] + b[c];
-      } else {
-        for (int c = 0; c < kCB; ++c) d[c] = c < cb ? s[c] + b[c] : 0.f;
-      }
-    }
-  }
-}
-
-// x pass: src [rows][src_x.len] -> dst [rows][out.len].
-void PassX(const float* __restrict__ src, int rows, AfganSpan src_x, const AxisTaps& s, const float* g,
-           AfganSpan out, float* __restrict__ dst) {
-  const int step = s.up;
-  const int64_t gap = static_cast<int64_t>(s.down) * kCB;
-  const int end = out.lo + out.len;
-  for (int r = 0; r < rows; ++r) {
-    const float* row = src + (static_cast<int64_t>(r) * src_x.len - src_x.lo) * kCB;
-    float* d = dst + static_cast<int64_t>(r) * out.len * kCB;
-    int o = out.lo;
-    for (; o + 3 < end && s.Uniform4(o); o += 4, d += 4 * kCB) {
-      Acc4 acc;
-      const float* v = row + static_cast<int64_t>(s.i0[o]) * kCB;
-      for (int t = s.t0[o]; t < s.t1[o]; ++t, v += kCB) acc.Add(v, gap, g[t]);
-      acc.Store4([&](int k, const Vec& a) { StoreV(d + k * kCB, a); });
-    }
-    for (; o < end; ++o, d += kCB) {
-      Vec acc = {};
-      const float* v = row + static_cast<int64_t>(s.i0[o]) * kCB;
-      for (int t = s.t0[o]; t < s.t1[o]; t += step, v += kCB) acc += LoadV(v) * g[t];
-      StoreV(d, acc);
-    }
-  }
-}
-
-// y pass: src [src_y.len][out_x.len] -> store(r, col, acc vector) over out_y x out_x; or, with
-// g2d, the 2-D pass from src [src_y.len][src_x.len] with taps g[ty * sx.taps + tx].
-template <typename Store>
-void PassY(const float* __restrict__ src, AfganSpan src_y, AfganSpan src_x, const AxisTaps& sy, const AxisTaps& sx,
-           int g_width, const float* g, bool g2d, AfganSpan out_y, AfganSpan out_x, Store store) {
-  const int64_t src_row = static_cast<int64_t>(g2d ? src_x.len : out_x.len) * kCB;
-  for (int r = 0; r < out_y.len; ++r) {
-    const int o = r + out_y.lo, ty0 = sy.t0[o], ty1 = sy.t1[o];
-    const float* rows = src + (sy.i0[o] - src_y.lo) * src_row;
-    int col = 0;
-    if (!g2d) {     // Separable y pass: four neighbouring columns share every tap.
-      for (; col + 3 < out_x.len; col += 4) {
-        Acc4 acc;
-        const float* v = rows + static_cast<int64_t>(col) * kCB;
-        for (int t = ty0; t < ty1; t += sy.up, v += src_row) acc.Add(v, kCB, g[t]);
-        acc.Store4([&](int k, const Vec& a) { store(r, col + k, a); });
-      }
-    } else {        // 2-D pass: four columns with the same x taps, inputs `down` apart.
-      const int64_t gap = static_cast<int64_t>(sx.down) * kCB;
-      for (; col + 3 < out_x.len && sx.Uniform4(col + out_x.lo); col += 4) {
-        Acc4 acc;
-        const int ox = col + out_x.lo, tx0 = sx.t0[ox], tx1 = sx.t1[ox];
-        const float* row = rows + static_cast<int64_t>(sx.i0[ox] - src_x.lo) * kCB;
-        for (int ty = ty0; ty < ty1; ty += sy.up, row += src_row) {
-          const float* g_row = g + ty * g_width;
-          const float* v = row;
-          for (int tx = tx0; tx < tx1; ++tx, v += kCB) acc.Add(v, gap, g_row[tx]);
-        }
-        acc.Store4([&](int k, const Vec& a) { store(r, col + k, a); });
-      }
-    }
-    for (; col < out_x.len; ++col) {
-      Vec acc = {};
-      if (!g2d) {
-        const float* v = rows + static_cast<int64_t>(col) * kCB;
-        for (int t = ty0; t < ty1; t += sy.up, v += src_row) acc += LoadV(v) * g[t];
-      } else {
-        const int ox = col + out_x.lo, tx0 = sx.t0[ox], tx1 = sx.t1[ox];
-        const float* row = rows + static_cast<int64_t>(sx.i0[ox] - src_x.lo) * kCB;
-        for (int ty = ty0; ty < ty1; ty += sy.up, row += src_row) {
-          const float* g_row = g + ty * g_width;
-          const float* v = row;
-          for (int tx = tx0; tx < tx1; tx += sx.up, v += kCB) acc += LoadV(v) * g_row[tx];
-        }
-      }
-      store(r, col, acc);
-    }
-  }
-}
-
-// Both passes of one filter (x then y, or one 2-D pass) from s0 into store; s1 holds the x pass.
-template <typename Store>
-void TwoPass(const float* s0, float* s1, AfganSpan src_y, AfganSpan src_x, const std::vector<AxisTaps>& taps,
-             int g_width, const float* g, bool g2d, AfganSpan out_y, AfganSpan out_x, Store store) {
-  if (g2d) {
-    PassY(s0, src_y, src_x, taps[1], taps[0], g_width, g, true, out_y, out_x, store);
-    return;
-  }
-  PassX(s0, src_y.len, src_x, taps[0], g, out_x, s1);
-  PassY(s1, src_y, out_x, taps[1], taps[0], g_width, g, false, out_y, out_x, store);
-}
-
-// Thread-local buffers of one work unit, 64-byte aligned so that no 16-channel vector
-// straddles two cache lines.
-struct Buffers {
-  std::vector<float> storage;
-  float *s0 = nullptr, *s1 = nullptr, *s2 = nullptr;
-  void Reserve(const AfganTileBuffers& need) {
-    const int64_t n0 = static_cast<int64_t>(need.s0) * kCB, n1 = static_cast<int64_t>(need.s1) * kCB;
-    storage.resize(n0 + n1 + static_cast<int64_t>(need.s2) * kCB + 16);
-    const uintptr_t base = reinterpret_cast<uintptr_t>(storage.data());
-    s0 = storage.data() + ((64 - base % 64) % 64) / sizeof(float);
-    s1 = s0 + n0;
-    s2 = s1 + n1;
-  }
-};
-
-// Store that writes one tile of the (N, rows, cols, C) output.
-struct TileWriter {
-  float* out;
-  int rows, cols, channels, n, c0;
-  AfganSpan oy, ox;
-  void operator()(int r, int col, const Vec& acc) const {
-    float* d = out + ((static_cast<int64_t>(n) * rows + oy.lo + r) * cols + ox.lo + col) * channels + c0;
-    if (channels - c0 >= kCB) {
-      StoreV(d, acc);
-    } else {
-      for (int c = 0; c < channels - c0; ++c) d[c] = acc[c];
-    }
-  }
-};
-
-void ForwardUnit(const AfganFlreluParams& p, const AfganPlan& plan, const PlanTaps& pt, const Taps& taps,
-                 const float* x, const float* b, float* y, int n, int c0, AfganSpan oy, AfganSpan ox, Buffers& buf) {
-  const AfganTileRegions r = afgan_forward_regions(plan, oy.lo, oy.len, ox.lo, ox.len);
-  float *s0 = buf.s0, *s1 = buf.s1, *s2 = buf.s2;
-  Load(x, b, p.h, p.w, p.c, n, c0, r.iy, r.ix, s0);
-  TwoPass(s0, s1, r.iy, r.ix, pt.fwd_up, p.fu_w, taps.up.data(), p.fu_2d, r.ry, r.rx,
-          [&](int i, int j, const Vec& acc) {
-            StoreV(s2 + (static_cast<int64_t>(i) * r.rx.len + j) * kCB, ActV(acc, p.gain, p.slope, p.clamp));
-          });
-  TwoPass(s2, s1, r.ry, r.rx, pt.fwd_down, p.fd_w, taps.down.data(), p.fd_2d, oy, ox,
-          TileWriter{y, afgan_out_h(p), afgan_out_w(p), p.c, n, c0, oy, ox});
-}
-
-void BackwardUnit(const AfganFlreluParams& p, const AfganPlan& plan, const PlanTaps& pt, const Taps& taps,
-                  const float* dy, const float* x, const float* b, float* dx, int n, int c0, AfganSpan oy,
-                  AfganSpan ox, Buffers& buf) {
-  const AfganTileRegions r = afgan_backward_regions(plan, oy.lo, oy.len, ox.lo, ox.len);
-  float *s0 = buf.s0, *s1 = buf.s1, *s2 = buf.s2;
-  // G = transposed down pass of dy over the intermediate region.
-  Load(dy, nullptr, afgan_out_h(p), afgan_out_w(p), p.c, n, c0, r.dy, r.dx, s0);
-  TwoPass(s0, s1, r.dy, r.dx, pt.bwd_down, p.fd_w, taps.down_rev.data(), p.fd_2d, r.ry, r.rx,
-          [&](int i, int j, const Vec& acc) { StoreV(s2 + (static_cast<int64_t>(i) * r.rx.len + j) * kCB, acc); });
-  // G *= act'(pre-activation), rebuilt from x.
-  Load(x, b, p.h, p.w, p.c, n, c0, r.iy, r.ix, s0);
-  TwoPass(s0, s1, r.iy, r.ix, pt.fwd_up, p.fu_w, taps.up.data(), p.fu_2d, r.ry, r.rx,
-          [&](int i, int j, const Vec& acc) {
-            float* d = s2 + (static_cast<int64_t>(i) * r.rx.len + j) * kCB;
-            StoreV(d, LoadV(d) * ActGradV(acc, p.gain, p.slope, p.clamp));
-          });
-  // dx = transposed up pass of G.
-  TwoPass(s2, s1, r.ry, r.rx, pt.bwd_up, p.fu_w, taps.up_rev.data(), p.fu_2d, oy, ox,
-          TileWriter{dx, p.h, p.w, p.c, n, c0, oy, ox});
-}
-
-// Tile edge: the largest whose buffers fit a per-thread budget. Larger tiles recompute
-// less halo; 2 MB (L2 is 1 MB per core, L3 32 MB on the development machine) was the
-// best of 0.16 / 0.38 / 1 / 2 / 4 MB for the StyleGAN3-T and -R layers.
-int ChooseTile(const AfganFlreluParams& p, const AfganPlan& plan, bool backward, AfganTileBuffers* need) {
-  constexpr int64_t kBudgetFloats = (2048 * 1024) / sizeof(float);
-  for (int tile : {128, 96, 64, 48, 32, 24, 16, 12, 8, 4, 2}) {
-    *need = afgan_tile_buffers(p, plan, backward, tile);
-    if (static_cast<int64_t>(need->s0 + need->s1 + need->s2) * kCB <= kBudgetFloats) return tile;
-  }
-  *need = afgan_tile_buffers(p, plan, backward, 1);
-  return 1;
-}
-
-}  // namespace
-
 // ---------------------------------------------------------------------------
 // Shared argument handling of the forward and gradient kernels (CPU and GPU).
 
@@ -332,34 +49,53 @@ class FilteredLreluBase : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("slope", &slope_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("clamp", &clamp_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("flip_filter", &flip_filter_));
-    OP_REQUIRES(ctx, up_ >= 1, errors::InvalidArgument("up must be >= 1, got ", up_));
-    OP_REQUIRES(ctx, down_ >= 1, errors::InvalidArgument("down must be >= 1, got ", down_));
+    OP_REQUIRES(ctx, up_ >= 1 && up_ <= AFGAN_FLRELU_MAX_FACTOR,
+                errors::InvalidArgument("up must be in [1, ", AFGAN_FLRELU_MAX_FACTOR, "], got ", up_));
+    OP_REQUIRES(ctx, down_ >= 1 && down_ <= AFGAN_FLRELU_MAX_FACTOR,
+                errors::InvalidArgument("down must be in [1, ", AFGAN_FLRELU_MAX_FACTOR, "], got ", down_));
     OP_REQUIRES(ctx, padding_.size() == 4,
                 errors::InvalidArgument("padding must be [x0, x1, y0, y1], got ", padding_.size(), " values"));
-    OP_REQUIRES(ctx, gain_ > 0.f, errors::InvalidArgument("gain must be > 0, got ", gain_));
-    OP_REQUIRES(ctx, slope_ >= 0.f, errors::InvalidArgument("slope must be >= 0, got ", slope_));
+    for (int v : padding_) {
+      OP_REQUIRES(ctx, v >= -AFGAN_FLRELU_MAX_DIM && v <= AFGAN_FLRELU_MAX_DIM,
+                  errors::InvalidArgument("padding values must be in [-", AFGAN_FLRELU_MAX_DIM, ", ",
+                                          AFGAN_FLRELU_MAX_DIM, "], got ", v));
+    }
+    OP_REQUIRES(ctx, gain_ > 0.f && std::isfinite(gain_),
+                errors::InvalidArgument("gain must be finite and > 0, got ", gain_));
+    OP_REQUIRES(ctx, slope_ >= 0.f && std::isfinite(slope_),
+                errors::InvalidArgument("slope must be finite and >= 0, got ", slope_));
+    OP_REQUIRES(ctx, !std::isnan(clamp_), errors::InvalidArgument("clamp must not be NaN (< 0 means none)"));
   }
 
  protected:
-  // Validates x, fu, fd, b (host-side shapes) and fills the parameters; on bad input
-  // the context's status says why.
+  // Validates x, fu, fd, b (host-side shapes, checked in 64-bit before they are narrowed
+  // to the kernels' 32-bit fields) and fills the parameters; on bad input the context's
+  // status names the argument.
   void Setup(OpKernelContext* ctx, const Tensor& x, const Tensor& fu, const Tensor& fd, const Tensor& b,
              AfganFlreluParams* p) {
     OP_REQUIRES(ctx, x.dims() == 4,
                 errors::InvalidArgument("x must be 4-D NHWC [batch, height, width, channels], got shape ",
                                         x.shape().DebugString()));
+    OP_REQUIRES(ctx, x.dim_size(1) >= 1 && x.dim_size(2) >= 1 && x.dim_size(3) >= 1 &&
+                         x.dim_size(1) <= AFGAN_FLRELU_MAX_DIM && x.dim_size(2) <= AFGAN_FLRELU_MAX_DIM &&
+                         x.NumElements() <= AFGAN_FLRELU_MAX_ELEMENTS,
+                errors::InvalidArgument("x must have height and width in [1, ", AFGAN_FLRELU_MAX_DIM,
+                                        "], channels >= 1 and at most ", AFGAN_FLRELU_MAX_ELEMENTS,
+                                        " elements, got shape ", x.shape().DebugString()));
     for (const Tensor* f : {&fu, &fd}) {
       const char* name = f == &fu ? "fu" : "fd";
       OP_REQUIRES(ctx, f->dims() == 1 || f->dims() == 2,
                   errors::InvalidArgument(name, " must be 1-D [taps] or 2-D [height, width], got shape ",
                                           f->shape().DebugString()));
-      OP_REQUIRES(ctx, f->NumElements() > 0, errors::InvalidArgument(name, " must have at least one tap"));
+      for (int d = 0; d < f->dims(); ++d) {
+        OP_REQUIRES(ctx, f->dim_size(d) >= 1 && f->dim_size(d) <= AFGAN_FLRELU_MAX_TAPS,
+                    errors::InvalidArgument(name, " must have 1 to ", AFGAN_FLRELU_MAX_TAPS,
+                                            " taps per axis, got shape ", f->shape().DebugString()));
+      }
     }
     OP_REQUIRES(ctx, b.dims() == 1 && b.dim_size(0) == x.dim_size(3),
                 errors::InvalidArgument("b must have shape [", x.dim_size(3), "] (the channels of x), got ",
                                         b.shape().DebugString()));
-    OP_REQUIRES(ctx, x.NumElements() < (int64_t{1} << 31),
-                errors::InvalidArgument("x has too many elements for this kernel (", x.NumElements(), ")"));
     *p = AfganFlreluParams{};
     p->n = static_cast<int>(x.dim_size(0));
     p->h = static_cast<int>(x.dim_size(1));
@@ -382,18 +118,11 @@ class FilteredLreluBase : public OpKernel {
     p->fd_w = static_cast<int>(fd.dim_size(fd.dims() - 1));
     p->fd_h = static_cast<int>(fd.dim_size(0));
     const int code = afgan_check_params(*p);
-    OP_REQUIRES(ctx, code == 0,
-                errors::InvalidArgument(afgan_flrelu_error(code), " (padding [", padding_[0], ", ", padding_[1],
-                                        ", ", padding_[2], ", ", padding_[3], "], input ", p->h, "x", p->w, ")"));
-  }
-
-  // Prepares the taps from host copies of fu and fd.
-  static void PrepareTaps(const AfganFlreluParams& p, const float* fu, const float* fd, Taps* taps) {
-    taps->up.resize(afgan_fu_count(p));
-    taps->up_rev.resize(afgan_fu_count(p));
-    taps->down.resize(afgan_fd_count(p));
-    taps->down_rev.resize(afgan_fd_count(p));
-    afgan_prepare_taps(p, fu, fd, taps->up.data(), taps->up_rev.data(), taps->down.data(), taps->down_rev.data());
+    OP_REQUIRES(ctx, code == AFGAN_FLRELU_OK,
+                errors::InvalidArgument(afgan_flrelu_error(code), " (x ", x.shape().DebugString(), ", up ", up_,
+                                        ", down ", down_, ", padding [", padding_[0], ", ", padding_[1], ", ",
+                                        padding_[2], ", ", padding_[3], "], fu ", fu.shape().DebugString(), ", fd ",
+                                        fd.shape().DebugString(), ")"));
   }
 
   int up_, down_;
@@ -402,32 +131,12 @@ class FilteredLreluBase : public OpKernel {
   bool flip_filter_;
 };
 
-// Runs fn(n, c0, tile_y, tile_x, buffers) over all work units (image x tile x channel
-// block) on the intra-op thread pool.
-template <typename Fn>
-void ForEachUnit(OpKernelContext* ctx, const AfganFlreluParams& p, bool backward, Fn fn) {
+// The intra-op thread pool as the CPU kernels' parallel-for.
+cpu::ParallelFor ThreadPoolFor(OpKernelContext* ctx) {
   auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-  const AfganPlan plan = afgan_make_plan(p);
-  AfganTileBuffers need;
-  const int tile = ChooseTile(p, plan, backward, &need);
-  const int rows = backward ? p.h : afgan_out_h(p), cols = backward ? p.w : afgan_out_w(p);
-  const int tiles_x = (cols + tile - 1) / tile, tiles_y = (rows + tile - 1) / tile;
-  const int blocks = (p.c + kCB - 1) / kCB;
-  const int64_t per_image = static_cast<int64_t>(tiles_y) * tiles_x * blocks;
-  const int64_t units = per_image * p.n;
-  const int64_t cost = static_cast<int64_t>(need.s2) * kCB * (p.fu_w + p.fd_w + 4) * (backward ? 3 : 2);
-  pool->ParallelFor(units, cost, [&](int64_t begin, int64_t end) {
-    Buffers buf;
-    buf.Reserve(need);
-    for (int64_t unit = begin; unit < end; ++unit) {
-      const int n = static_cast<int>(unit / per_image);
-      const int64_t rest = unit % per_image;
-      const int c0 = static_cast<int>(rest % blocks) * kCB;
-      const int t = static_cast<int>(rest / blocks);
-      fn(n, c0, afgan_clip_tile((t / tiles_x) * tile, tile, rows), afgan_clip_tile((t % tiles_x) * tile, tile, cols),
-         buf);
-    }
-  });
+  return [pool](int64_t units, int64_t cost, const std::function<void(int64_t, int64_t)>& fn) {
+    pool->ParallelFor(units, cost, fn);
+  };
 }
 
 class FilteredLreluCpuOp : public FilteredLreluBase {
@@ -442,16 +151,8 @@ class FilteredLreluCpuOp : public FilteredLreluBase {
     Tensor* y = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({p.n, afgan_out_h(p), afgan_out_w(p), p.c}), &y));
     if (p.n == 0) return;
-    Taps taps;
-    PrepareTaps(p, fu.flat<float>().data(), fd.flat<float>().data(), &taps);
-    const AfganPlan plan = afgan_make_plan(p);
-    const PlanTaps plan_taps(plan);
-    const float* xp = x.flat<float>().data();
-    const float* bp = b.flat<float>().data();
-    float* yp = y->flat<float>().data();
-    ForEachUnit(ctx, p, false, [&](int n, int c0, AfganSpan oy, AfganSpan ox, Buffers& buf) {
-      ForwardUnit(p, plan, plan_taps, taps, xp, bp, yp, n, c0, oy, ox, buf);
-    });
+    cpu::Forward(p, fu.flat<float>().data(), fd.flat<float>().data(), x.flat<float>().data(),
+                 b.flat<float>().data(), y->flat<float>().data(), ThreadPoolFor(ctx));
   }
 };
 
@@ -472,17 +173,8 @@ class FilteredLreluGradCpuOp : public FilteredLreluBase {
     Tensor* dx = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &dx));
     if (p.n == 0) return;
-    Taps taps;
-    PrepareTaps(p, fu.flat<float>().data(), fd.flat<float>().data(), &taps);
-    const AfganPlan plan = afgan_make_plan(p);
-    const PlanTaps plan_taps(plan);
-    const float* dyp = dy.flat<float>().data();
-    const float* xp = x.flat<float>().data();
-    const float* bp = b.flat<float>().data();
-    float* dxp = dx->flat<float>().data();
-    ForEachUnit(ctx, p, true, [&](int n, int c0, AfganSpan oy, AfganSpan ox, Buffers& buf) {
-      BackwardUnit(p, plan, plan_taps, taps, dyp, xp, bp, dxp, n, c0, oy, ox, buf);
-    });
+    cpu::Backward(p, fu.flat<float>().data(), fd.flat<float>().data(), dy.flat<float>().data(),
+                  x.flat<float>().data(), b.flat<float>().data(), dx->flat<float>().data(), ThreadPoolFor(ctx));
   }
 };
 

@@ -197,42 +197,51 @@ int Fail(int code, const char* what, cudaError_t err = cudaSuccess) {
 
 int Launch(const AfganFlreluParams* pp, const float* dy, const float* x, const float* b, const float* fu,
            const float* fd, float* out, cudaStream_t stream, bool backward) {
+  if (pp == nullptr) return Fail(AFGAN_FLRELU_BAD_X, "params is NULL");
   const AfganFlreluParams p = *pp;
-  int code = afgan_check_params(p);
-  if (code != 0) return Fail(code, afgan_flrelu_error(code));
-  if (p.n == 0) return 0;
-  if (p.n > 65535 || (p.c + kCh - 1) / kCh > 65535) return Fail(-8, afgan_flrelu_error(-8));
-  const int nu = afgan_fu_count(p), nd = afgan_fd_count(p);
-  if (2 * (nu + nd) > kMaxTaps) return Fail(-7, afgan_flrelu_error(-7));
+  const int code = afgan_check_params(p);
+  if (code != AFGAN_FLRELU_OK) return Fail(code, afgan_flrelu_error(code));
+  if (p.n == 0) return AFGAN_FLRELU_OK;
+  const int64_t channel_groups = (int64_t(p.c) + kCh - 1) / kCh;
+  if (p.n > 65535 || channel_groups > 65535) {
+    return Fail(AFGAN_FLRELU_CUDA_SHAPE_TOO_LARGE, afgan_flrelu_error(AFGAN_FLRELU_CUDA_SHAPE_TOO_LARGE));
+  }
+  const int nu = afgan_fu_count(p), nd = afgan_fd_count(p);   // <= 1024 * 1024 each (checked).
+  if (2 * (int64_t(nu) + nd) > kMaxTaps) {
+    return Fail(AFGAN_FLRELU_CUDA_FILTERS_TOO_LARGE, afgan_flrelu_error(AFGAN_FLRELU_CUDA_FILTERS_TOO_LARGE));
+  }
 
   std::vector<float> taps(2 * (nu + nd));
   const TapOffsets to{0, nu, 2 * nu, 2 * nu + nd};
   afgan_prepare_taps(p, fu, fd, &taps[to.up], &taps[to.up_rev], &taps[to.down], &taps[to.down_rev]);
   cudaError_t err = cudaMemcpyToSymbolAsync(c_taps, taps.data(), taps.size() * sizeof(float), 0,
                                             cudaMemcpyHostToDevice, stream);
-  if (err != cudaSuccess) return Fail(-6, "copying filter taps", err);
+  if (err != cudaSuccess) return Fail(AFGAN_FLRELU_CUDA_ERROR, "copying filter taps", err);
 
   const AfganPlan plan = afgan_make_plan(p);
   const int rows = backward ? p.h : afgan_out_h(p), cols = backward ? p.w : afgan_out_w(p);
   for (int tile : {16, 8, 4, 2, 1}) {
     const AfganTileBuffers need = afgan_tile_buffers(p, plan, backward, tile);
-    const SmemLayout layout{need.s0, need.s0 + need.s1, need.s0 + need.s1 + need.s2};
-    const size_t bytes = static_cast<size_t>(layout.total) * kCh * sizeof(float);
+    const int64_t total = need.s0 + need.s1 + need.s2;   // Floats per channel, 64-bit.
+    const int64_t bytes = total * kCh * int64_t(sizeof(float));
     if (bytes > kMaxSmemBytes) continue;
-    const int tiles_x = (cols + tile - 1) / tile, tiles_y = (rows + tile - 1) / tile;
-    const dim3 grid(tiles_x * tiles_y, (p.c + kCh - 1) / kCh, p.n), block(kCh, kPix);
+    const SmemLayout layout{int(need.s0), int(need.s0 + need.s1), int(total)};
+    const int64_t tiles_x = (int64_t(cols) + tile - 1) / tile, tiles_y = (int64_t(rows) + tile - 1) / tile;
+    if (tiles_x * tiles_y > 2147483647LL) continue;   // gridDim.x limit.
+    const dim3 grid(unsigned(tiles_x * tiles_y), unsigned(channel_groups), unsigned(p.n)), block(kCh, kPix);
     if (backward) {
       cudaFuncSetAttribute(BackwardKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmemBytes);
-      AFGAN_LAUNCH(BackwardKernel, grid, block, bytes, stream, p, plan, to, tile, tile, tiles_x, layout, dy, x, b,
-                   out);
+      AFGAN_LAUNCH(BackwardKernel, grid, block, size_t(bytes), stream, p, plan, to, tile, tile, int(tiles_x), layout,
+                   dy, x, b, out);
     } else {
       cudaFuncSetAttribute(ForwardKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmemBytes);
-      AFGAN_LAUNCH(ForwardKernel, grid, block, bytes, stream, p, plan, to, tile, tile, tiles_x, layout, x, b, out);
+      AFGAN_LAUNCH(ForwardKernel, grid, block, size_t(bytes), stream, p, plan, to, tile, tile, int(tiles_x), layout,
+                   x, b, out);
     }
     err = cudaGetLastError();
-    return err == cudaSuccess ? 0 : Fail(-6, "kernel launch", err);
+    return err == cudaSuccess ? AFGAN_FLRELU_OK : Fail(AFGAN_FLRELU_CUDA_ERROR, "kernel launch", err);
   }
-  return Fail(-8, afgan_flrelu_error(-8));
+  return Fail(AFGAN_FLRELU_CUDA_SHAPE_TOO_LARGE, afgan_flrelu_error(AFGAN_FLRELU_CUDA_SHAPE_TOO_LARGE));
 }
 
 }  // namespace
@@ -249,3 +258,14 @@ extern "C" int afgan_flrelu_cuda_backward(const AfganFlreluParams* p, const floa
 }
 
 extern "C" const char* afgan_flrelu_cuda_last_error(void) { return g_last_error; }
+
+extern "C" int afgan_flrelu_output_shape(const AfganFlreluParams* p, int64_t* shape) {
+  if (p == nullptr) return Fail(AFGAN_FLRELU_BAD_X, "params is NULL");
+  const int code = afgan_check_params(*p);
+  if (code != AFGAN_FLRELU_OK) return Fail(code, afgan_flrelu_error(code));
+  shape[0] = p->n;
+  shape[1] = afgan_out_h(*p);
+  shape[2] = afgan_out_w(*p);
+  shape[3] = p->c;
+  return AFGAN_FLRELU_OK;
+}

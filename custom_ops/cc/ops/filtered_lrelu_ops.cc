@@ -1,8 +1,11 @@
-// Registration and shape functions of the fused filtered leaky ReLU ops.
+// Registration and shape functions of the fused filtered leaky ReLU ops. The output
+// size and the limits come from the kernels' TensorFlow-free header, so the shape
+// function, the CPU kernels and the CUDA kernels agree by construction.
 
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "filtered_lrelu.h"
 
 namespace afgan {
 
@@ -25,6 +28,12 @@ Status FilterSize(InferenceContext* c, int index, int64_t* fw, int64_t* fh) {
   }
   *fw = c->Value(c->Dim(f, rank - 1));
   *fh = c->Value(c->Dim(f, 0));
+  for (const int64_t taps : {*fw, *fh}) {
+    if (taps == 0 || taps > AFGAN_FLRELU_MAX_TAPS) {
+      return ::tensorflow::errors::InvalidArgument(index == 1 ? "fu" : "fd", " must have 1 to ",
+                                                   AFGAN_FLRELU_MAX_TAPS, " taps per axis, got ", taps);
+    }
+  }
   return Status();
 }
 
@@ -40,6 +49,12 @@ Status FilteredLreluShape(InferenceContext* c) {
   TF_RETURN_IF_ERROR(c->GetAttr("up", &up));
   TF_RETURN_IF_ERROR(c->GetAttr("down", &down));
   TF_RETURN_IF_ERROR(c->GetAttr("padding", &padding));
+  if (up < 1 || up > AFGAN_FLRELU_MAX_FACTOR) {
+    return ::tensorflow::errors::InvalidArgument("up must be in [1, ", AFGAN_FLRELU_MAX_FACTOR, "], got ", up);
+  }
+  if (down < 1 || down > AFGAN_FLRELU_MAX_FACTOR) {
+    return ::tensorflow::errors::InvalidArgument("down must be in [1, ", AFGAN_FLRELU_MAX_FACTOR, "], got ", down);
+  }
   if (padding.size() != 4) {
     return ::tensorflow::errors::InvalidArgument("padding must be [x0, x1, y0, y1], got ", padding.size(),
                                                  " values");
@@ -47,18 +62,25 @@ Status FilteredLreluShape(InferenceContext* c) {
   int64_t fu_w, fu_h, fd_w, fd_h;
   TF_RETURN_IF_ERROR(FilterSize(c, 1, &fu_w, &fu_h));
   TF_RETURN_IF_ERROR(FilterSize(c, 2, &fd_w, &fd_h));
-  auto out_dim = [&](int axis, int64_t fu, int64_t fd, int p0, int p1) -> DimensionHandle {
+  // Output length along one axis; unknown while an input size is unknown.
+  auto out_dim = [&](int axis, int64_t fu, int64_t fd, int p0, int p1, DimensionHandle* out) -> Status {
     const int64_t in = c->Value(c->Dim(x, axis));
-    if (in < 0 || fu < 0 || fd < 0) return c->UnknownDim();
-    const int64_t t = in * up + p0 + p1 - fu + 1 - fd;
-    return c->MakeDim(t < 0 ? 0 : t / down + 1);
+    if (in < 0 || fu < 0 || fd < 0) {
+      *out = c->UnknownDim();
+      return Status();
+    }
+    const int code = afgan_check_axis(in, up, down, p0, p1, fu, fd);
+    if (code != AFGAN_FLRELU_OK) {
+      return ::tensorflow::errors::InvalidArgument(afgan_flrelu_error(code), " (padding [", padding[0], ", ",
+                                                   padding[1], ", ", padding[2], ", ", padding[3], "], up ", up,
+                                                   ", input size ", in, ")");
+    }
+    *out = c->MakeDim(afgan_out_len(in, up, down, p0, p1, fu, fd));
+    return Status();
   };
-  DimensionHandle out_h = out_dim(1, fu_h, fd_h, padding[2], padding[3]);
-  DimensionHandle out_w = out_dim(2, fu_w, fd_w, padding[0], padding[1]);
-  if ((c->ValueKnown(out_h) && c->Value(out_h) < 1) || (c->ValueKnown(out_w) && c->Value(out_w) < 1)) {
-    return ::tensorflow::errors::InvalidArgument("padding [", padding[0], ", ", padding[1], ", ", padding[2], ", ",
-                                                 padding[3], "] gives an empty output");
-  }
+  DimensionHandle out_h, out_w;
+  TF_RETURN_IF_ERROR(out_dim(1, fu_h, fd_h, padding[2], padding[3], &out_h));
+  TF_RETURN_IF_ERROR(out_dim(2, fu_w, fd_w, padding[0], padding[1], &out_w));
   c->set_output(0, c->MakeShape({c->Dim(x, 0), out_h, out_w, channels}));
   return Status();
 }
