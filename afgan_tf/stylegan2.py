@@ -58,12 +58,14 @@ class SynthesisLayer(RefLayer):
         self.ref_weight('bias', [out_channels], 0.0)
         self.built = True
 
-    def call(self, x, w, noise_mode='random', gain=1):
+    def call(self, x, w, noise_mode='random', gain=1, noise_rng=None):
         styles = self.affine(w)
         x = modulated_conv2d(x, self.weight, styles, demodulate=True, padding=self.kernel_size // 2, up=self.up,
                              resample_filter=self.resample_filter)
         if self.use_noise and noise_mode == 'random':
-            x = x + tf.random.normal([tf.shape(x)[0], self.resolution, self.resolution, 1]) * self.noise_strength
+            shape = [tf.shape(x)[0], self.resolution, self.resolution, 1]
+            noise = noise_rng.normal(shape) if noise_rng is not None else tf.random.normal(shape)
+            x = x + noise * self.noise_strength
         elif self.use_noise and noise_mode == 'const':
             x = x + (self.noise_const * self.noise_strength)[tf.newaxis, :, :, tf.newaxis]
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
@@ -145,14 +147,14 @@ class SynthesisBlock(RefLayer):
         self.num_torgb = 1
         self.built = True
 
-    def call(self, x, img, ws, noise_mode='random'):
+    def call(self, x, img, ws, noise_mode='random', noise_rng=None):
         if self.in_channels == 0:
             const = tf.transpose(self.const, [1, 2, 0])[tf.newaxis]
             x = tf.tile(const, [tf.shape(ws)[0], 1, 1, 1])
-            x = self.conv1(x, ws[:, 0], noise_mode=noise_mode)
+            x = self.conv1(x, ws[:, 0], noise_mode=noise_mode, noise_rng=noise_rng)
         else:
-            x = self.conv0(x, ws[:, 0], noise_mode=noise_mode)
-            x = self.conv1(x, ws[:, 1], noise_mode=noise_mode)
+            x = self.conv0(x, ws[:, 0], noise_mode=noise_mode, noise_rng=noise_rng)
+            x = self.conv1(x, ws[:, 1], noise_mode=noise_mode, noise_rng=noise_rng)
         if img is not None:
             img = ops.upsample2d(img, self.resample_filter)
         y = self.torgb(x, ws[:, self.num_conv])
@@ -206,7 +208,7 @@ class SynthesisNetwork(RefLayer):
         self.num_ws += 1        # The last block's ToRGB.
         self.built = True
 
-    def call(self, ws, transform=None, noise_mode='const', update_emas=False, impl='auto'):
+    def call(self, ws, transform=None, noise_mode='const', update_emas=False, impl='auto', noise_rng=None):
         del update_emas, impl       # No moving averages and no custom op in this network.
         if transform is not None:
             raise ValueError('transform is only supported by StyleGAN3 generators')
@@ -215,7 +217,8 @@ class SynthesisNetwork(RefLayer):
         w_idx = 0
         for res in self.block_resolutions:
             block = getattr(self, f'b{res}')
-            x, img = block(x, img, ws[:, w_idx: w_idx + block.num_conv + block.num_torgb], noise_mode=noise_mode)
+            x, img = block(x, img, ws[:, w_idx: w_idx + block.num_conv + block.num_torgb], noise_mode=noise_mode,
+                           noise_rng=noise_rng)
             w_idx += block.num_conv
         return img
 

@@ -184,7 +184,9 @@ class SynthesisNetwork(RefLayer):
             self.layer_names.append(name)
         self.built = True
 
-    def call(self, ws, transform=None, noise_mode='const', update_emas=False, impl='auto', return_activations=False):
+    def call(self, ws, transform=None, noise_mode='const', update_emas=False, impl='auto', return_activations=False,
+             noise_rng=None):
+        del noise_rng               # No noise inputs in StyleGAN3.
         ws = check_synthesis_args(ws, noise_mode, self.num_ws, self.w_dim)
         x = self.input_layer(ws[:, 0], transform=transform)
         activations = {'input': x}

@@ -126,6 +126,16 @@ def baseline_guard_flags(compiler=None):
     return ['-mno-avx512fp16'] if _accepts(compiler, '-mno-avx512fp16') else []
 
 
+def cpu_tuning_flags(compiler=None):
+    """Tuning (not instruction-set) flags of the CPU kernels. GCC's generic tuning moves data in 128-bit
+    pieces (-mmove-max=128), which spills the kernels' 16-float vectors through the stack: 256 made the
+    AVX2 copy 1.5-1.8x faster on the development machine. Each function still uses only the vector
+    width of its own instruction set (the baseline copy stays SSE2)."""
+    compiler = compiler or cxx()
+    flags = ['-mmove-max=256', '-mstore-max=256']
+    return flags if _accepts(compiler, flags[0]) and _accepts(compiler, flags[1]) else []
+
+
 def _tf_flags():
     import tensorflow as tf     # Imported here so --cuda-only-standalone works without TensorFlow.
     return list(tf.sysconfig.get_compile_flags()), list(tf.sysconfig.get_link_flags())
@@ -208,8 +218,8 @@ def build(outdir=None, use_cuda=True):
     tf_jobs = tf_facing_commands(tmp, cuda_defines=cuda_defines)
     # The CPU kernels include no TensorFlow header; TensorFlow's flags keep the C++ ABI the same.
     cpu_obj = tmp / 'filtered_lrelu_cpu.o'
-    cpu_job = [*cxx(), '-std=c++17', '-O3', '-fPIC', '-c', '-Wno-psabi', f'-I{KERNELS_DIR}', *compile_flags,
-               *user_cxxflags(), CPU_SRC, '-o', cpu_obj]
+    cpu_job = [*cxx(), '-std=c++17', '-O3', '-fPIC', '-c', '-Wno-psabi', *cpu_tuning_flags(), f'-I{KERNELS_DIR}',
+               *compile_flags, *user_cxxflags(), CPU_SRC, '-o', cpu_obj]
     jobs += tf_jobs + [cpu_job]
     objects = [pathlib.Path(str(j[-1])) for j in tf_jobs] + [cpu_obj] + objects
     _compile_all(jobs)

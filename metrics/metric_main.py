@@ -86,7 +86,8 @@ class MetricContext:
         self.log, self.progress = log, progress
         self._detectors = {}
         self._real = self._data_hash = None
-        self._gen_fn = tf.function(lambda z, c: to_uint8_tf(G(z, c, noise_mode='const')))
+        # NVIDIA's metrics call G(z, c) with its default noise_mode, 'random' (StyleGAN2's per-pixel noise).
+        self._gen_fn = tf.function(lambda z, c: to_uint8_tf(G(z, c, noise_mode='random')))
 
     # Feature networks ------------------------------------------------------------------------
     def detector(self, kind):

@@ -54,8 +54,16 @@ class Vgg16Features:
             raise ValueError(f'{path}: not a Keras VGG16 weights file with top ({e}); {WEIGHTS_HINT}') from e
         self.path = path
         self.fc2 = keras.Model(base.input, base.get_layer('fc2').output)
-        convs = keras.Model(base.input, [base.get_layer(n).output for n in LPIPS_LAYERS])
-        self.convs = convs
+        # The convolutional part on any input size: the same layers without the classifier, holding the
+        # very same weight variables (the fc2 model's input is fixed at 224x224 by its Flatten + Dense).
+        inputs = keras.Input([None, None, 3])
+        x, outputs = inputs, {}
+        for layer in base.layers[1:]:
+            if layer.name == 'flatten':
+                break
+            x = layer(x)
+            outputs[layer.name] = x
+        self.convs = keras.Model(inputs, [outputs[n] for n in LPIPS_LAYERS])
         self._fc2 = tf.function(lambda x: self.fc2(preprocess_vgg(x), training=False))
 
     def features(self, images, batch_size=32):

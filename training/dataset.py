@@ -213,33 +213,61 @@ def load_images(path, max_images=None):
     return np.stack(images), label_array
 
 
+def example_order(num_examples, seed, epoch, shuffle=True):
+    """The dataset indices of one epoch: a permutation that depends only on (seed, epoch)."""
+    import tensorflow as tf
+    order = tf.range(num_examples, dtype=tf.int64)
+    if not shuffle:
+        return order
+    return tf.random.experimental.stateless_shuffle(
+        order, seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]))
+
+
+def example_stream(num_examples, seed=0, shuffle=True, repeat=True, start=0):
+    """tf.data stream of (position, dataset index): epoch e visits ``example_order(e)``; ``position``
+    counts examples from the start of training. ``start`` skips the first ``start`` examples, so a
+    resumed run continues exactly where the interrupted one was."""
+    import tensorflow as tf
+    n = int(num_examples)
+    first_epoch, offset = divmod(int(start), n)
+    epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max if repeat else first_epoch + 1)
+
+    def epoch_examples(epoch):
+        positions = tf.data.Dataset.range(epoch * n, (epoch + 1) * n)
+        return tf.data.Dataset.zip(positions, tf.data.Dataset.from_tensor_slices(
+            example_order(n, seed, epoch, shuffle)))
+    return epochs.flat_map(epoch_examples).skip(offset)
+
+
 def make_dataset(images, batch_size, labels=None, c_dim=0, xflip=False, shuffle=True, seed=0, repeat=True,
-                 input_context=None):
+                 input_context=None, start=0):
     """tf.data pipeline of float32 NHWC images in [-1, 1] (and one-hot labels when c_dim > 0).
 
-    ``input_context`` (from ``strategy.distribute_datasets_from_function``) shards the
-    examples per input pipeline and makes ``batch_size`` the per-replica batch.
+    The order of examples and their x-flips are functions of (seed, epoch, position) only
+    (``example_stream``): the global batch of step s is examples [s * batch, (s + 1) * batch) of the
+    stream, so ``start = step * batch`` resumes a run exactly. ``input_context`` (from
+    ``strategy.distribute_datasets_from_function``) shards the stream per input pipeline and
+    makes ``batch_size`` the per-replica batch.
     """
     import tensorflow as tf
     images = np.asarray(images)
-    data = {'img': images}
+    one_hot = None
     if c_dim:
         if labels is None:
             raise DatasetError('the network is conditional (c_dim > 0) but the dataset has no labels')
-        data['c'] = np.eye(c_dim, dtype=np.float32)[np.asarray(labels)]
-    ds = tf.data.Dataset.from_tensor_slices(data)
+        one_hot = tf.constant(np.eye(c_dim, dtype=np.float32)[np.asarray(labels)])
+    ds = example_stream(len(images), seed, shuffle, repeat, start)
     if input_context is not None:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-    if shuffle:
-        ds = ds.shuffle(min(len(images), 50000), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
+    pixels = tf.constant(images)
+    flip_seed = tf.constant(int(seed) + 0x5EED, tf.int64)
 
-    def prepare(example):
-        img = tf.cast(example['img'], tf.float32) / 127.5 - 1
+    def prepare(position, index):
+        img = tf.cast(tf.gather(pixels, index), tf.float32) / 127.5 - 1
         if xflip:
-            img = tf.where(tf.random.uniform([]) < 0.5, tf.reverse(img, axis=[1]), img)
-        return (img, example['c']) if c_dim else img
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True) \
-        .prefetch(tf.data.AUTOTUNE)
+            coin = tf.random.stateless_uniform([], seed=tf.stack([flip_seed, position]))
+            img = tf.where(coin < 0.5, tf.reverse(img, axis=[1]), img)
+        return (img, tf.gather(one_hot, index)) if c_dim else img
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True) \
+        .batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

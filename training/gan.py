@@ -29,6 +29,13 @@ def lazy_adam(learning_rate, reg_interval=None, beta_1=0.0, beta_2=0.99, epsilon
                                  beta_2=beta_2 ** ratio, epsilon=epsilon)
 
 
+def nan_to_num(grad):
+    """The reference's ``nan_to_num(nan=0, posinf=1e5, neginf=-1e5)`` of gradients (finite values kept)."""
+    grad = tf.where(tf.math.is_nan(grad), tf.zeros_like(grad), grad)
+    big = tf.constant(1e5, grad.dtype)
+    return tf.where(tf.math.is_inf(grad), tf.where(grad > 0, big, -big), grad)
+
+
 class GAN(keras.Model):
     """Holds G, D and G_ema; ``fit`` takes batches of real images in [-1, 1] (and labels)."""
 
@@ -53,7 +60,9 @@ class GAN(keras.Model):
                  ada_target=None,           # ADA target of E[sign(D(real))], None = fixed p.
                  ada_interval=4,            # Steps between p adjustments.
                  ada_kimg=500,              # kimg for p to move by 1.
-                 seed=0,                    # Seed of the GAN's random generator (latents, augmentation).
+                 seed=0,                    # Seed of the GAN's random generator (latents, noise, augmentation).
+                 label_pool=None,           # Class index of every training image (conditional G): the
+                                            # generator's labels are drawn from these, as the reference does.
                  **kwargs):
         super().__init__(**kwargs)
         self.G, self.D, self.G_ema = G, D, G_ema
@@ -82,6 +91,11 @@ class GAN(keras.Model):
         self.ada_count = self.add_weight(name='ada_count', shape=(), initializer='zeros', trainable=False,
                                          aggregation='sum')
         self.rng = tf.random.Generator.from_seed(int(seed))
+        self.label_pool = None
+        if G.c_dim:
+            if label_pool is None or len(label_pool) == 0:
+                raise ValueError('label_pool: a conditional generator (c_dim > 0) needs the dataset\'s labels')
+            self.label_pool = tf.constant(np.asarray(label_pool, np.int64))
         names = ('loss_G', 'loss_D', 'loss_r1', 'r1') + (('loss_pl', 'pl_penalty') if self.pl_weight > 0 else ())
         self.tracker = {name: keras.metrics.Mean(name=name) for name in names}
         self.built = True           # Every variable exists already (G, D, G_ema, counters).
@@ -104,6 +118,13 @@ class GAN(keras.Model):
     def _latents(self, batch):
         return self.rng.normal([batch, self.G.z_dim])
 
+    def _fake_labels(self, batch):
+        """Labels of generated images: those of random training images (None if unconditional)."""
+        if self.label_pool is None:
+            return None
+        index = self.rng.uniform([batch], 0, tf.size(self.label_pool, out_type=tf.int64), dtype=tf.int64)
+        return tf.one_hot(tf.gather(self.label_pool, index), self.G.c_dim)
+
     def _mapping(self, z, c, update_emas=False):
         ws = self.G.mapping(z, c, update_emas=update_emas)
         if self.style_mixing_prob > 0:
@@ -116,7 +137,8 @@ class GAN(keras.Model):
         return ws
 
     def _generate(self, z, c, update_emas=False):
-        return self.G.synthesis(self._mapping(z, c, update_emas), noise_mode='random', update_emas=update_emas)
+        return self.G.synthesis(self._mapping(z, c, update_emas), noise_mode='random', update_emas=update_emas,
+                                noise_rng=self.rng)
 
     def blur_sigma(self):
         if self.blur_fade_kimg <= 0 or self.blur_init_sigma <= 0:
@@ -133,11 +155,12 @@ class GAN(keras.Model):
 
     def _apply(self, optimizer, tape, loss, variables):
         grads = tape.gradient(loss, variables)
-        # No gradient (e.g. the output bias in R1) counts as zero; non-finite values are zeroed
-        # as the reference does.
-        grads = [tf.zeros_like(v) if g is None else tf.where(tf.math.is_finite(g), g, tf.zeros_like(g))
-                 for g, v in zip(grads, variables)]
-        optimizer.apply(grads, variables)
+        # Variables without a gradient (e.g. D's output bias in the R1 step) are left out of the
+        # update, as PyTorch's optimizers skip parameters whose .grad is None: their Adam moments
+        # do not decay. Non-finite values are mapped as the reference's nan_to_num does.
+        pairs = [(nan_to_num(g), v) for g, v in zip(grads, variables) if g is not None]
+        if pairs:
+            optimizer.apply(*zip(*pairs))
 
     def train_step(self, data):
         real, c = (data if isinstance(data, (tuple, list)) else (data, None))
@@ -146,36 +169,37 @@ class GAN(keras.Model):
         scale = 1.0 / self.batch_size
 
         with tf.GradientTape() as tape:                                  # G main.
-            fake = self._generate(self._latents(batch), c)
-            per_sample_G = losses.generator_loss(self._discriminate(fake, c))
+            gen_c = self._fake_labels(batch)
+            fake = self._generate(self._latents(batch), gen_c)
+            per_sample_G = losses.generator_loss(self._discriminate(fake, gen_c))
             loss_G = tf.reduce_sum(per_sample_G) * scale
         self._apply(self.g_optimizer, tape, loss_G, self.G.trainable_variables)
 
-        fake = self._generate(self._latents(batch), c, update_emas=True)     # D main.
+        gen_c = self._fake_labels(batch)                                 # D main.
+        fake = self._generate(self._latents(batch), gen_c, update_emas=True)
         with tf.GradientTape() as tape:
             real_logits = self._discriminate(real, c)
-            per_sample_D = losses.discriminator_loss(real_logits, self._discriminate(fake, c))
+            per_sample_D = losses.discriminator_loss(real_logits, self._discriminate(fake, gen_c))
             loss_D = tf.reduce_sum(per_sample_D) * scale
         self._apply(self.d_optimizer, tape, loss_D, self.D.trainable_variables)
-        if self.ada_target is not None:
-            self.ada_signs.assign_add(tf.reduce_sum(tf.sign(real_logits)))
-            self.ada_count.assign_add(tf.cast(tf.size(real_logits), tf.float32))
+        self._count_signs(real_logits)
 
         interval = self.r1_interval or 1
-        loss_r1, r1 = tf.constant(0.0), tf.constant(0.0)
         if self._r1_this_step():                                         # D reg (lazy R1).
             with tf.GradientTape() as tape:
-                r1_per_sample = losses.r1_penalty(lambda x: self._discriminate(x, c), real)
+                r1_per_sample, r1_logits = losses.r1_penalty(lambda x: self._discriminate(x, c), real)
                 loss_r1 = tf.reduce_sum(r1_per_sample * (self.r1_gamma / 2)) * scale * interval
             self._apply(self.d_optimizer, tape, loss_r1, self.D.trainable_variables)
-            # Reported per replica as a mean, like loss_G / loss_D (the metric averages replicas).
-            loss_r1 = tf.reduce_mean(r1_per_sample * (self.r1_gamma / 2)) * interval
-            r1 = tf.reduce_mean(r1_per_sample)
+            # The reference's ADA statistic (Loss/signs/real) also counts the real logits of this phase.
+            self._count_signs(r1_logits)
+            # Logged only on R1 steps (per replica as a mean, like loss_G / loss_D).
+            self.tracker['loss_r1'].update_state(tf.reduce_mean(r1_per_sample * (self.r1_gamma / 2)) * interval)
+            self.tracker['r1'].update_state(tf.reduce_mean(r1_per_sample))
 
         if self._pl_this_step():                                         # G reg (lazy path length).
             pl_batch = tf.maximum(batch // self.pl_batch_shrink, 1)
             with tf.GradientTape() as tape:
-                ws = self._mapping(self._latents(pl_batch), None if c is None else c[:pl_batch])
+                ws = self._mapping(self._latents(pl_batch), self._fake_labels(pl_batch))
                 pl_penalty = losses.path_length_penalty(
                     # Second-order gradients: the reference path (the fused op has first-order gradients only).
                     lambda w: self.G.synthesis(w, noise_mode='random', impl='ref'), ws, self.pl_mean, self.pl_decay,
@@ -186,18 +210,21 @@ class GAN(keras.Model):
             self.tracker['loss_pl'].update_state(tf.reduce_mean(pl_penalty) * self.pl_weight * self.pl_interval)
             self.tracker['pl_penalty'].update_state(tf.reduce_mean(pl_penalty))
 
+        self._update_ema()          # From the images seen before this step, as the reference.
         self.nimg.assign_add(tf.cast(self.batch_size, tf.float64))
         self.step.assign_add(1)
-        self._update_ema()
         # Per-replica means; the metrics average them over replicas (equal local batches).
         self.tracker['loss_G'].update_state(tf.reduce_mean(per_sample_G))
         self.tracker['loss_D'].update_state(tf.reduce_mean(per_sample_D))
-        self.tracker['loss_r1'].update_state(loss_r1)
-        self.tracker['r1'].update_state(r1)
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # Keras reduces outputs across workers with strategy.reduce(MEAN, axis=0): needs a batch axis.
             return {name: tf.reshape(m.result(), [1]) for name, m in self.tracker.items()}
         return {name: m.result() for name, m in self.tracker.items()}
+
+    def _count_signs(self, real_logits):
+        if self.ada_target is not None:
+            self.ada_signs.assign_add(tf.reduce_sum(tf.sign(real_logits)))
+            self.ada_count.assign_add(tf.cast(tf.size(real_logits), tf.float32))
 
     # Lazy R1 runs an extra optimizer step every r1_interval steps. Optimizer updates cannot
     # sit inside tf.cond under tf.distribute, so the choice is made in Python: fit() gets two

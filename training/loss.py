@@ -14,12 +14,13 @@ def discriminator_loss(real_logits, fake_logits):
 
 
 def r1_penalty(discriminate, real_images):
-    """Per-sample R1: || d sum(D(x)) / dx ||^2 (gradient w.r.t. the real images, differentiable)."""
+    """(per-sample R1 || d sum(D(x)) / dx ||^2, D's logits of the real images). Differentiable."""
     with tf.GradientTape() as tape:
         tape.watch(real_images)
-        total = tf.reduce_sum(discriminate(real_images))
+        logits = discriminate(real_images)
+        total = tf.reduce_sum(logits)
     grads = tape.gradient(total, real_images)
-    return tf.reduce_sum(tf.square(grads), axis=[1, 2, 3])
+    return tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]), logits
 
 
 def blur_images(images, sigma, max_radius=30):

@@ -7,7 +7,8 @@
 Flag names follow NVIDIA's train.py. A run directory <outdir>/NNNNN-<cfg>-<data>-replicas<R>-batch<B>-gamma<G>
 holds training_options.json, checkpoints/ (tf.train, every --snap ticks and at the end), logs/
 (TensorBoard), fakes*.png sample grids, and network-final/ (the project's network format,
-accepted by every tool). --resume RUN_DIR continues a run with the same step counter.
+accepted by every tool). --resume RUN_DIR continues a run from its latest checkpoint exactly as if
+it had never stopped (same options, data order, random streams and schedules).
 --aug ada (default) adapts the augmentation probability towards --target; --aug fixed uses --p.
 --metrics (e.g. fid50k_full,eqt50k_int; default none: they are slow on a CPU) are computed on G_ema
 at every snapshot and at the end, printed, logged to TensorBoard and appended to metric-*.jsonl.
@@ -189,24 +190,28 @@ def main(argv):
         for src, dst in zip(G.weights, G_ema.weights):
             dst.assign(src)
         D = afgan_tf.Discriminator(seed=options['seed'] + 1, **options['D_kwargs'])
+        # --resume continues the run exactly: the same options, no fine-tuning overrides.
         loss_kwargs = dict(options['loss_kwargs'])
-        if FLAGS.resume:          # As the reference: no EMA ramp-up, no blur ramp, faster ADA when resuming.
-            loss_kwargs.update(ema_rampup=None, blur_init_sigma=0.0, ada_kimg=100)
         pipe = AugmentPipe(**options['augment_kwargs']) if options.get('augment_kwargs') else None
-        gan = GAN(G, D, G_ema, batch_size=batch, augment_pipe=pipe, seed=options['seed'], **loss_kwargs)
+        gan = GAN(G, D, G_ema, batch_size=batch, augment_pipe=pipe, seed=options['seed'],
+                  label_pool=labels if c_dim else None, **loss_kwargs)
         gan.compile(g_optimizer=lazy_adam(options['G_lr'], options.get('G_reg_interval')),
                     d_optimizer=lazy_adam(options['D_lr'], options.get('D_reg_interval', 16)))
     checkpoint = tf.train.Checkpoint(G=G, D=D, G_ema=G_ema, g_optimizer=gan.g_optimizer,
                                      d_optimizer=gan.d_optimizer, nimg=gan.nimg, step=gan.step,
-                                     augment_p=gan.augment_p, pl_mean=gan.pl_mean, rng=gan.rng)
+                                     augment_p=gan.augment_p, ada_signs=gan.ada_signs, ada_count=gan.ada_count,
+                                     pl_mean=gan.pl_mean, rng=gan.rng)
     manager = tf.train.CheckpointManager(checkpoint, run_dir / 'checkpoints', max_to_keep=3)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         print(f'resumed from {manager.latest_checkpoint} at step {int(gan.step.numpy())}, '
               f'kimg {float(gan.nimg.numpy()) / 1000:.3f}', flush=True)
 
+    # The data order is a function of (seed, epoch): a resumed run starts at its step's position.
+    start = int(gan.step.numpy()) * batch
     ds = strategy.distribute_datasets_from_function(lambda ctx: dataset.make_dataset(
-        real, batch, labels=labels, c_dim=c_dim, xflip=options['mirror'], seed=options['seed'], input_context=ctx))
+        real, batch, labels=labels, c_dim=c_dim, xflip=options['mirror'], seed=options['seed'], input_context=ctx,
+        start=start))
     steps_per_tick = max(1, int(round(options['tick_kimg'] * 1000 / batch)))
     total_kimg = options['total_kimg']
     remaining = max(0.0, total_kimg - float(gan.nimg.numpy()) / 1000)
