@@ -5,9 +5,9 @@
     img = G(z, truncation_psi=0.7)          # [N, H, W, C] float32 in about [-1, 1]
 """
 
-from afgan_tf import filters, ops, specs
+from afgan_tf import filters, ops, stylegan3_layers
 from afgan_tf.networks import PRESETS, Discriminator, Generator
 from afgan_tf import nvidia
 
 __version__ = '0.1.0'
-__all__ = ['Generator', 'Discriminator', 'PRESETS', 'filters', 'ops', 'specs', 'nvidia']
+__all__ = ['Generator', 'Discriminator', 'PRESETS', 'filters', 'ops', 'stylegan3_layers', 'nvidia']

@@ -21,7 +21,7 @@ from absl import app, flags
 import numpy as np
 
 import afgan_tf
-from afgan_tf import images, nvidia
+from afgan_tf import image_writing as images, nvidia
 from afgan_tf.transforms import make_transform
 
 FLAGS = flags.FLAGS
@@ -55,7 +55,7 @@ def main(_):
     images.save_image_grid(outdir / 'grid.png', img)
     print(f'{G.architecture} {G.img_resolution}x{G.img_resolution}: {FLAGS.num} images in {seconds:.2f} s '
           f'({FLAGS.num / seconds:.1f} img/s) -> {outdir / "grid.png"}')
-    if G.architecture.startswith('stylegan3'):
+    if G.preset.accepts_transform:
         ws = G.mapping(z, truncation_psi=FLAGS.trunc)
         moved = G.synthesis(ws, transform=make_transform((0.1, -0.05), 10))
         images.save_image_grid(outdir / 'grid_translated_rotated.png', moved)

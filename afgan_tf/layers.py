@@ -11,7 +11,6 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from afgan_tf import filters as filters_lib
 from afgan_tf import ops
 
 

@@ -79,22 +79,21 @@ def _load_dir(path):
 
 
 def is_run_dir(path):
-    path = pathlib.Path(path)
-    return (path / 'training_options.json').is_file() and (path / 'checkpoints').is_dir()
+    from afgan_tf.training.training_loop import RunDir
+    return RunDir.is_run_dir(path)
 
 
 def _load_run_dir(path):
-    """The latest checkpoint of an afgan-train run directory (models rebuilt from training_options.json)."""
-    import tensorflow as tf
-    path = pathlib.Path(path)
-    options = json.loads((path / 'training_options.json').read_text())
-    latest = tf.train.latest_checkpoint(str(path / 'checkpoints'))
-    if latest is None:
-        raise ValueError(f'{path} is a training run without checkpoints yet')
+    """The newest intact checkpoint of an afgan-train run directory (models rebuilt from its options)."""
+    from afgan_tf.training.training_loop import RunDir
+    run = RunDir(path)
+    options = run.read_options()
     G = Generator(**options['G_kwargs'])
     G_ema = Generator(**options['G_kwargs'])
     D = Discriminator(**options['D_kwargs'])
-    tf.train.Checkpoint(G=G, D=D, G_ema=G_ema).restore(latest).expect_partial().assert_existing_objects_matched()
+    latest = run.restore_newest(RunDir.checkpoint(G, D, G_ema), partial=True, log=lambda m: None)
+    if latest is None:
+        raise ValueError(f'{path} is a training run without a readable checkpoint yet')
     return {'G': G, 'D': D, 'G_ema': G_ema, 'architecture': options['cfg'], 'checkpoint': latest}
 
 

@@ -6,7 +6,7 @@ state dict (numpy arrays under the reference's parameter/buffer names).
 
 import numpy as np
 
-from afgan_tf.networks import Discriminator, Generator
+from afgan_tf.networks import PRESETS, Discriminator, Generator, get_preset
 
 # Reference buffers that our layers derive from their configuration instead of storing.
 _DERIVED_BUFFERS = ('up_filter', 'down_filter', 'resample_filter', 'transform')
@@ -75,17 +75,14 @@ def generator_from_state_dict(architecture, generator_kwargs, state_dict):
             (z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs, ...).
         state_dict: ``{name: array}`` as the reference's ``G.state_dict()``.
     """
+    preset = get_preset(architecture)
     kwargs = dict(generator_kwargs)
     kwargs.pop('class_name', None)
-    # The reference's constructor arguments are final values: no preset defaults on top.
-    # Reference defaults that differ from our presets are spelled out here.
-    if architecture.startswith('stylegan3'):
-        kwargs.setdefault('channel_base', 32768)
-        kwargs.setdefault('channel_max', 512)
-        kwargs.setdefault('conv_kernel', 3)
-        kwargs.setdefault('use_radial_filters', False)
-    kwargs['mapping_kwargs'] = {'num_layers': 2 if architecture.startswith('stylegan3') else 8,
-                                **dict(kwargs.get('mapping_kwargs') or {})}
+    # The reference's constructor arguments are final values: no preset defaults on top. Its own
+    # defaults, where they differ from the preset's, come from the record.
+    for key, value in preset.reference_defaults.items():
+        kwargs.setdefault(key, value)
+    kwargs['mapping_kwargs'] = {**preset.mapping_kwargs, **dict(kwargs.get('mapping_kwargs') or {})}
     G = Generator(architecture=architecture, **kwargs)
     return load_state_dict(G, state_dict)
 
@@ -136,15 +133,24 @@ def _init_kwargs(obj):
 
 
 def _architecture(G_obj, kwargs):
+    """The preset of a pickled Generator: its synthesis submodules name the family (the record's
+    ``reference_module``), its arguments (``reference_match``) the member of that family."""
     synthesis = (G_obj.state.get('_modules') or {}).get('synthesis')
     children = set((synthesis.state.get('_modules') or {}) if synthesis is not None else ())
-    if 'input' in children:
-        radial = kwargs.get('use_radial_filters', False) or kwargs.get('conv_kernel', 3) == 1
-        return 'stylegan3-r' if radial else 'stylegan3-t'
-    if 'b4' in children:
-        return 'stylegan2'
-    raise ValueError('the pickled Generator is neither a StyleGAN3 nor a StyleGAN2 generator '
-                     f'(synthesis submodules: {sorted(children)[:5]})')
+    family = [p for p in PRESETS.values() if p.reference_module in children]
+    if not family:
+        raise ValueError('the pickled Generator matches no known architecture '
+                         f'(synthesis submodules: {sorted(children)[:5]}; known: {sorted(PRESETS)})')
+
+    def matches(preset):
+        full = {**preset.reference_defaults, **kwargs}
+        return any(all(full.get(k) == v for k, v in alternative.items()) for alternative in preset.reference_match)
+    specific = [p for p in family if matches(p)]
+    fallback = [p for p in family if not p.reference_match]
+    chosen = specific or fallback
+    if not chosen:
+        raise ValueError(f'the pickled Generator matches none of {sorted(p.name for p in family)}')
+    return chosen[0].name
 
 
 def _check_classes(obj, allowed_top, what):

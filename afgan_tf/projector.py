@@ -151,7 +151,7 @@ def project(G, target, distance, num_steps=1000, space='w', seed=0, transform=No
     w_std = float(np.sqrt(np.sum((w_samples - w_avg) ** 2) / w_avg_samples))
     num_ws = G.num_ws
     w_opt = tf.Variable(np.repeat(w_avg, num_ws, axis=1) if space == 'w+' else w_avg, dtype=tf.float32)
-    noise_bufs = _noise_buffers(G) if G.architecture == 'stylegan2' else []
+    noise_bufs = _noise_buffers(G) if G.preset.has_noise else []
     saved = [v.numpy().copy() for v in noise_bufs]
     noise_rng = np.random.RandomState(seed + 1)
     for v in noise_bufs:

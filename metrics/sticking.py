@@ -2,9 +2,9 @@
 
 (a) Average many images generated from a small neighbourhood of a central latent. A
     generator whose details follow the objects gives a blurry average; one whose details
-    stick to pixel coordinates gives a sharp one. ``sharpness_ratio`` is the
-    high-frequency energy of that average relative to that of the individual images
-    (mean over the images): close to 1 = sticking, close to 0 = none.
+    stick to pixel coordinates gives a sharp one. ``neighborhood_average`` returns, with the
+    average, its sharpness ratio: the high-frequency energy of the average relative to that of
+    the individual images (mean over the images), close to 1 = sticking, close to 0 = none.
 (b) Stack the centre pixel column of frames along a latent interpolation side by side:
     horizontal streaks are details that stay at fixed image coordinates.
 """

@@ -53,6 +53,8 @@ class Vgg16Features:
         except (ValueError, OSError) as e:
             raise ValueError(f'{path}: not a Keras VGG16 weights file with top ({e}); {WEIGHTS_HINT}') from e
         self.path = path
+        from afgan_tf.cache import file_digest
+        self.weights_id = file_digest(path)         # Part of the real-statistics cache key.
         self.fc2 = keras.Model(base.input, base.get_layer('fc2').output)
         # The convolutional part on any input size: the same layers without the classifier, holding the
         # very same weight variables (the fc2 model's input is fixed at 224x224 by its Flatten + Dense).
@@ -65,6 +67,9 @@ class Vgg16Features:
             outputs[layer.name] = x
         self.convs = keras.Model(inputs, [outputs[n] for n in LPIPS_LAYERS])
         self._fc2 = tf.function(lambda x: self.fc2(preprocess_vgg(x), training=False))
+
+    def __call__(self, images, batch_size=32):
+        return self.features(images, batch_size)
 
     def features(self, images, batch_size=32):
         """Images (NHWC, [0, 255]) -> [N, 4096] fc2 features."""

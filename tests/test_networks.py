@@ -1,15 +1,14 @@
-"""Generator and discriminator parity with the reference networks, serialisation, and bad input."""
+"""Generator and discriminator parity with the reference networks, presets, serialisation, and bad input."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 
 import afgan_tf
 from afgan_tf import nvidia
-from conftest import NETWORKS, max_abs, nhwc
 
-TOL = 1e-4
+from conftest import NETWORKS, TOL, max_abs, nhwc
 
 
 @pytest.mark.parametrize('name', NETWORKS)
@@ -155,9 +154,6 @@ def test_update_emas_changes_averages():
     assert first.magnitude_ema.numpy() != ema
 
 
-# ----------------------------------------------------------------------------
-# Bad input.
-
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match='architecture'):
         afgan_tf.Generator('stylegan4')
@@ -206,3 +202,5 @@ def test_state_dict_mismatch_is_reported(load_reference_network):
     kwargs = dict(net.meta['generator_kwargs'], z_dim=64)
     with pytest.raises(ValueError, match='shape'):
         nvidia.generator_from_state_dict('stylegan3-t', kwargs, net.G_state)
+
+

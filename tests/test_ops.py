@@ -7,12 +7,8 @@ import pytest
 import tensorflow as tf
 
 from afgan_tf import ops
-from conftest import nhwc
 
-
-def _rel_err(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
+from conftest import nhwc, rel_err
 
 
 def _ops_cases(reference_dir):
@@ -37,9 +33,9 @@ def test_filtered_lrelu_forward_and_gradients_match_reference(reference_dir):
                                    slope=c['slope'], clamp=c['clamp'], flip_filter=c['flip_filter'], impl='ref')
         dx, db = tape.gradient(y, [x, b], output_gradients=tf.constant(nhwc(data[p + 'dy'])))
         assert y.shape == nhwc(data[p + 'y']).shape
-        assert _rel_err(y, nhwc(data[p + 'y'])) < 1e-5, c
-        assert _rel_err(dx, nhwc(data[p + 'dx'])) < 1e-5, c
-        assert _rel_err(db, data[p + 'db']) < 1e-5, c
+        assert rel_err(y, nhwc(data[p + 'y'])) < 1e-5, c
+        assert rel_err(dx, nhwc(data[p + 'dx'])) < 1e-5, c
+        assert rel_err(db, data[p + 'db']) < 1e-5, c
 
 
 def test_upfirdn2d_matches_reference(reference_dir):
@@ -51,7 +47,7 @@ def test_upfirdn2d_matches_reference(reference_dir):
         y = ops.upfirdn2d(nhwc(data[p + 'x']), data[p + 'f'], up=c['up'], down=c['down'], padding=c['padding'],
                           flip_filter=c['flip_filter'], gain=c['gain'])
         assert y.shape == nhwc(data[p + 'y']).shape
-        assert _rel_err(y, nhwc(data[p + 'y'])) < 1e-5, c
+        assert rel_err(y, nhwc(data[p + 'y'])) < 1e-5, c
 
 
 def test_upfirdn2d_separable_equals_outer_product_and_flip():

@@ -1,6 +1,7 @@
-"""Keras callbacks of a training run: progress line, checkpoints, sample grids, time budget."""
+"""Keras callbacks of a training run: progress line, sample grids, checkpoints, time budget, metrics.
 
-import json
+Paths come from the run's ``training_loop.RunDir``."""
+
 import pathlib
 import time
 
@@ -8,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from afgan_tf import images
+from afgan_tf import image_writing as images
 
 
 class Progress(keras.callbacks.Callback):
@@ -57,21 +58,21 @@ class Progress(keras.callbacks.Callback):
 class SampleGrid(keras.callbacks.Callback):
     """Writes a grid of G_ema images from fixed latents at the start and after every epoch."""
 
-    def __init__(self, gan, run_dir, z, c=None, grid=None, log_dir=None):
+    def __init__(self, gan, run, z, c=None, grid=None):
         super().__init__()
-        self.gan, self.run_dir, self.z, self.c, self.grid = gan, pathlib.Path(run_dir), z, c, grid
-        self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
+        self.gan, self.run, self.z, self.c, self.grid = gan, run, z, c, grid
+        self.writer = tf.summary.create_file_writer(str(run.log_dir))
 
     def write(self, tag):
         img = self.gan.G_ema(self.z, self.c).numpy()
-        canvas = images.save_image_grid(self.run_dir / f'fakes{tag}.png', img, grid=self.grid)
+        canvas = images.save_image_grid(self.run.fakes(tag), img, grid=self.grid)
         if self.writer:
             with self.writer.as_default(step=int(self.gan.step.numpy())):
                 tf.summary.image('Samples/G_ema', canvas[np.newaxis])
         return canvas
 
     def on_train_begin(self, logs=None):
-        if not (self.run_dir / 'fakes_init.png').exists():
+        if not self.run.fakes('_init').exists():
             self.write('_init')
 
     def on_epoch_end(self, epoch, logs=None):
@@ -81,17 +82,14 @@ class SampleGrid(keras.callbacks.Callback):
 class Checkpointer(keras.callbacks.Callback):
     """Saves a tf.train checkpoint after every epoch (and at the end of training)."""
 
-    def __init__(self, manager, gan, run_dir):
+    def __init__(self, manager, gan, run):
         super().__init__()
-        self.manager, self.gan, self.run_dir = manager, gan, pathlib.Path(run_dir)
+        self.manager, self.gan, self.run = manager, gan, run
 
     def save(self):
         path = self.manager.save(checkpoint_number=int(self.gan.step.numpy()))
-        state = {'checkpoint': pathlib.Path(path).name, 'step': int(self.gan.step.numpy()),
-                 'kimg': float(self.gan.nimg.numpy()) / 1000}
-        tmp = self.run_dir / '.state.json.tmp'
-        tmp.write_text(json.dumps(state))
-        tmp.replace(self.run_dir / 'state.json')          # Atomic.
+        self.run.write_state({'checkpoint': pathlib.Path(path).name, 'step': int(self.gan.step.numpy()),
+                              'kimg': float(self.gan.nimg.numpy()) / 1000})
         return path
 
     def on_epoch_end(self, epoch, logs=None):
@@ -120,24 +118,23 @@ class Metrics(keras.callbacks.Callback):
     """Computes metrics (``afgan_tf.metrics`` names) on G_ema after every epoch (snapshot): prints a JSON
     line per metric, logs ``Metrics/<name>`` to TensorBoard and appends to ``run_dir/metric-<name>.jsonl``."""
 
-    def __init__(self, gan, specs, data, run_dir, log_dir=None, num_gen=None):
+    def __init__(self, gan, specs, data, run, num_gen=None):
         super().__init__()
         from afgan_tf.metrics import metric_main
-        self.gan, self.specs, self.run_dir = gan, specs, pathlib.Path(run_dir)
+        self.gan, self.specs, self.run = gan, specs, run
         self.ctx = metric_main.MetricContext(gan.G_ema, data, num_gen=num_gen, log=lambda m: print(m, flush=True))
-        self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
+        self.writer = tf.summary.create_file_writer(str(run.log_dir))
         self.last_step = None
 
     def compute(self):
         from afgan_tf.metrics import metric_main
         step = int(self.gan.step.numpy())
-        state = self.run_dir / 'state.json'
-        snapshot = json.loads(state.read_text()).get('checkpoint') if state.exists() else None
+        snapshot = self.run.read_state().get('checkpoint')
         results = []
         for spec in self.specs:
             result = metric_main.compute(spec, self.ctx)
             result['kimg'] = float(self.gan.nimg.numpy()) / 1000
-            print(metric_main.report(result, str(self.run_dir), snapshot=snapshot), flush=True)
+            print(metric_main.report(result, str(self.run.path), snapshot=snapshot), flush=True)
             if self.writer:
                 with self.writer.as_default(step=step):
                     for name, value in result['results'].items():

@@ -72,6 +72,7 @@ class GAN(keras.Model):
         self.ema_rampup = ema_rampup
         self.style_mixing_prob = float(style_mixing_prob)
         self.blur_init_sigma, self.blur_fade_kimg = float(blur_init_sigma), float(blur_fade_kimg)
+        self.blur_radius = losses.blur_radius(self.blur_init_sigma)    # Covers the whole schedule.
         # Counters: every replica adds the same amount; the first replica's update is kept.
         self.nimg = self.add_weight(name='nimg', shape=(), initializer='zeros', dtype='float64', trainable=False,
                                     aggregation='only_first_replica')
@@ -148,7 +149,7 @@ class GAN(keras.Model):
 
     def _discriminate(self, img, c):
         if self.blur_init_sigma > 0:
-            img = losses.blur_images(img, self.blur_sigma())
+            img = losses.blur_images(img, self.blur_sigma(), max_radius=self.blur_radius)
         if self.augment_pipe is not None:
             img = self.augment_pipe(img, self.augment_p, rng=self.rng)
         return self.D(img, c)

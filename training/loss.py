@@ -1,5 +1,7 @@
 """GAN losses of the reference's StyleGAN2Loss: non-saturating logistic loss and R1."""
 
+import math
+
 import tensorflow as tf
 
 
@@ -23,13 +25,25 @@ def r1_penalty(discriminate, real_images):
     return tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]), logits
 
 
-def blur_images(images, sigma, max_radius=30):
+def blur_radius(max_sigma):
+    """Filter radius that covers every sigma up to ``max_sigma``: floor(3 sigma), as the reference."""
+    if not (max_sigma >= 0 and math.isfinite(max_sigma)):
+        raise ValueError(f'blur sigma must be a finite number >= 0, got {max_sigma!r}')
+    return max(int(math.floor(3 * max_sigma)), 1)
+
+
+def blur_images(images, sigma, max_radius=None):
     """The StyleGAN3-R blur of the images D sees, as the reference does it.
 
     Taps exp2(-(t / sigma)^2) for |t| <= floor(3 sigma), normalised, separable, with zero
-    padding (same size out). ``sigma`` may be a tensor; radius is capped at ``max_radius``
-    (sigma <= 10 covers the reference's schedule). sigma below 1/3 (no taps) = identity.
+    padding (same size out). ``sigma`` may be a tensor, then ``max_radius`` (static) must cover
+    its largest value (``blur_radius(largest sigma)``); a number sets it itself. sigma below
+    1/3 (no taps) = identity.
     """
+    if max_radius is None:
+        if tf.is_tensor(sigma):
+            raise ValueError('max_radius: give blur_radius(largest sigma) when sigma is a tensor')
+        max_radius = blur_radius(float(sigma))
     sigma = tf.convert_to_tensor(sigma, tf.float32)
     size = tf.floor(sigma * 3)
     taps = tf.range(-max_radius, max_radius + 1, dtype=tf.float32)

@@ -1,6 +1,7 @@
 """Helpers shared by the console scripts: argument parsing, network loading, progress, errors."""
 
 import contextlib
+import math
 import pathlib
 import re
 import shutil
@@ -10,6 +11,7 @@ import time
 import numpy as np
 
 MAX_SEED = 2 ** 32 - 1
+MAX_SEEDS = 1_000_000      # Seeds in one --seeds (each is an image).
 
 
 class UsageError(Exception):
@@ -22,7 +24,7 @@ def fail(message, code=2):
 
 
 def parse_seeds(text):
-    """'0-7' or '1,5,10-12' -> list of ints in [0, 2**32 - 1]."""
+    """'0-7' or '1,5,10-12' -> list of ints in [0, 2**32 - 1], at most MAX_SEEDS of them."""
     seeds = []
     for part in str(text).replace(' ', '').split(','):
         span = re.fullmatch(r'(-?\d+)-(-?\d+)', part)
@@ -30,6 +32,9 @@ def parse_seeds(text):
             lo, hi = int(span.group(1)), int(span.group(2))
             if hi < lo:
                 raise UsageError(f'seed range {part!r} is empty')
+            if len(seeds) + hi - lo + 1 > MAX_SEEDS:
+                raise UsageError(f'--seeds {text!r} names {len(seeds) + hi - lo + 1} seeds; at most {MAX_SEEDS} '
+                                 'at a time')
             seeds.extend(range(lo, hi + 1))
         elif re.fullmatch(r'-?\d+', part):
             seeds.append(int(part))
@@ -47,6 +52,8 @@ def parse_pair(text, name, cast=float):
         a, b = (cast(v) for v in str(text).split(','))
     except ValueError:
         raise UsageError(f'{name} must be two comma-separated numbers, got {text!r}') from None
+    if not (math.isfinite(a) and math.isfinite(b)):
+        raise UsageError(f'{name} must be finite numbers, got {text!r}')
     return a, b
 
 
@@ -76,10 +83,19 @@ def load_generator(path, which='G_ema'):
         raise UsageError(str(e)) from None
     except (ValueError, pickle.UnpicklingError, torch_pickle.UnsafePickleError) as e:
         raise UsageError(f'cannot load network {path}: {e}') from None
-    G = net.get(which) or net.get('G_ema') or net.get('G')
+    G = net.get(which)
+    if G is None and which == 'G_ema':       # The default: a network saved with its trained G only.
+        G = net.get('G')
     if G is None:
-        raise UsageError(f'{path} holds no generator')
+        held = [k for k in ('G', 'G_ema', 'D') if net.get(k) is not None]
+        raise UsageError(f'{path} holds no {which} (it has {", ".join(held) or "no network"})')
     return G
+
+
+def refuse_existing(path, force):
+    """UsageError if ``path`` exists and --force was not given."""
+    if pathlib.Path(path).exists() and not force:
+        raise UsageError(f'{path} exists (use --force to replace it)')
 
 
 @contextlib.contextmanager
@@ -87,8 +103,8 @@ def output_dir(path, force=False, must_be_new=False):
     """Creates ``path``; on failure removes what this call created (no partial output)."""
     path = pathlib.Path(path)
     existed = path.exists()
-    if existed and must_be_new and not force:
-        raise UsageError(f'{path} exists (use --force to replace it)')
+    if must_be_new:
+        refuse_existing(path, force)
     path.mkdir(parents=True, exist_ok=True)
     try:
         yield path
@@ -124,8 +140,12 @@ class Progress:
 def run_main(main):
     """absl main wrapper: quiet logging; UsageError -> 'error: ...' and exit 2."""
     def wrapped(argv):
-        from absl import logging
+        from absl import flags, logging
         logging.set_verbosity(logging.WARNING)
+        for name in flags.FLAGS:            # NaN / inf never mean anything in a float flag.
+            value = flags.FLAGS[name].value
+            if isinstance(value, float) and not math.isfinite(value):
+                fail(f'--{name} must be a finite number, got {value}')
         try:
             return main(argv)
         except UsageError as e:

@@ -5,8 +5,10 @@
 
 --source: a folder or zip of images, or 'fashion-mnist' (Debian package
 dataset-fashion-mnist: `sudo apt-get install dataset-fashion-mnist`). Labels come from a
-source's dataset.json (Fashion-MNIST: its classes). Corrupt images and images with another
-channel count are skipped and counted; differing sizes without --resolution are refused.
+source's dataset.json (Fashion-MNIST: its classes) and must be class indices. Images are
+converted to one channel count (--channels, default the majority) and the conversions
+reported; corrupt images and decompression bombs are skipped and counted; differing sizes
+without --resolution are refused. Bad input gives `error: ...` and exit 2.
 """
 
 import json
@@ -24,7 +26,10 @@ flags.DEFINE_string('dest', None, 'Output .zip.')
 flags.DEFINE_integer('resolution', None, 'Output resolution (power of two); default: keep (must be square).')
 flags.DEFINE_enum('transform', 'center-crop', ['center-crop', 'center-crop-wide', 'pad', 'resize'],
                   'How to bring images to --resolution.')
-flags.DEFINE_integer('max_images', None, 'Use at most this many images.')
+flags.DEFINE_integer('max-images', None, 'Use at most this many images.')
+flags.DEFINE_alias('max_images', 'max-images')
+flags.DEFINE_enum('channels', None, ['1', '3'], 'Convert every image to 1 (grey) or 3 (RGB) channels; default: '
+                  'the majority of the source images.')
 flags.DEFINE_bool('force', False, 'Overwrite --dest.')
 flags.mark_flags_as_required(['source', 'dest'])
 
@@ -32,13 +37,13 @@ flags.mark_flags_as_required(['source', 'dest'])
 def main(argv):
     del argv
     from afgan_tf.training import dataset
-    if os.path.exists(FLAGS.dest) and not FLAGS.force:
-        raise common.UsageError(f'{FLAGS.dest} exists (use --force to overwrite it)')
+    common.refuse_existing(FLAGS.dest, FLAGS.force)
     if FLAGS.source != 'fashion-mnist' and not os.path.exists(FLAGS.source):
         raise common.UsageError(f'--source {FLAGS.source} not found')
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.dest)), exist_ok=True)
     try:
-        summary = dataset.convert(FLAGS.source, FLAGS.dest, FLAGS.resolution, FLAGS.transform, FLAGS.max_images)
+        summary = dataset.convert(FLAGS.source, FLAGS.dest, FLAGS.resolution, FLAGS.transform,
+                                  FLAGS['max-images'].value, channels=int(FLAGS.channels) if FLAGS.channels else None)
     except dataset.DatasetError as e:
         raise common.UsageError(str(e)) from None
     print(json.dumps(summary))

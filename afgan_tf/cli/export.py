@@ -28,9 +28,12 @@ def main(argv):
     from afgan_tf.export import export_generator
     if FLAGS.version < 1:
         raise common.UsageError(f'--version must be a positive integer, got {FLAGS.version}')
+    if os.path.exists(FLAGS.outdir) and not os.path.isdir(FLAGS.outdir):
+        raise common.UsageError(f'--outdir {FLAGS.outdir} is a file, not a directory')
     target = os.path.join(FLAGS.outdir, str(FLAGS.version))
-    if os.path.exists(target) and not FLAGS.force:
-        raise common.UsageError(f'{target} exists (use --force to replace it)')
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise common.UsageError(f'{target} is a file, not a model version directory')
+    common.refuse_existing(target, FLAGS.force)
     G = common.load_generator(FLAGS.network, FLAGS.which)
     path = export_generator(G, FLAGS.outdir, FLAGS.version, force=FLAGS.force)
     print(f'exported {G.architecture} {G.img_resolution}x{G.img_resolution} generator -> {path}')

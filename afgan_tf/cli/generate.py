@@ -43,25 +43,35 @@ def _labels(G, n):
     return np.eye(G.c_dim, dtype=np.float32)[[class_idx] * n]
 
 
-def generate(G, z, c=None):
+def _transform(G):
+    """The --translate / --rotate matrix, or None."""
     from afgan_tf.transforms import make_transform
-    transform = None
     translate = common.parse_pair(FLAGS.translate, '--translate')
-    if translate != (0, 0) or FLAGS.rotate != 0:
-        if not G.architecture.startswith('stylegan3'):
-            raise common.UsageError('--translate / --rotate need a StyleGAN3 generator')
-        transform = make_transform(translate, FLAGS.rotate)
-    out = []
-    for i in range(0, len(z), FLAGS.batch):
-        cb = None if c is None else c[i:i + FLAGS.batch]
-        ws = G.mapping(z[i:i + FLAGS.batch], cb, truncation_psi=FLAGS.trunc)
-        out.append(G.synthesis(ws, transform=transform, noise_mode=FLAGS['noise-mode'].value).numpy())
+    if translate == (0, 0) and FLAGS.rotate == 0:
+        return None
+    if not G.preset.accepts_transform:
+        raise common.UsageError(f'--translate / --rotate need a generator that accepts a transform (StyleGAN3), '
+                                f'not {G.architecture}')
+    return make_transform(translate, FLAGS.rotate)
+
+
+def synthesize(G, ws):
+    """Images of ws ([N, num_ws, w_dim]) with --translate / --rotate and --noise-mode, in batches."""
+    transform = _transform(G)
+    out = [G.synthesis(ws[i:i + FLAGS.batch], transform=transform, noise_mode=FLAGS['noise-mode'].value).numpy()
+           for i in range(0, len(ws), FLAGS.batch)]
     return np.concatenate(out)
+
+
+def generate(G, z, c=None):
+    ws = [G.mapping(z[i:i + FLAGS.batch], None if c is None else c[i:i + FLAGS.batch], truncation_psi=FLAGS.trunc)
+          for i in range(0, len(z), FLAGS.batch)]
+    return synthesize(G, np.concatenate(ws))
 
 
 def main(argv):
     del argv
-    from afgan_tf import images
+    from afgan_tf import image_writing as images
     z_file, w_file = FLAGS['z-file'].value, FLAGS['w-file'].value
     if sum(x is not None for x in (FLAGS.seeds, z_file, w_file)) != 1:
         raise common.UsageError('give exactly one of --seeds, --z-file and --w-file')
@@ -77,7 +87,7 @@ def main(argv):
         if ws.ndim != 3 or ws.shape[1:] != (G.num_ws, G.w_dim):
             raise common.UsageError(f'--w-file must hold w [N, {G.num_ws}, {G.w_dim}], got {list(ws.shape)}')
         with common.output_dir(FLAGS.outdir) as outdir:
-            for i, im in enumerate(images.to_uint8(G.synthesis(ws, noise_mode=FLAGS['noise-mode'].value).numpy())):
+            for i, im in enumerate(images.to_uint8(synthesize(G, ws))):
                 images.save_image(outdir / f'proj{i:02d}.png', im)
         print(f'{len(ws)} images -> {outdir}/projNN.png')
         return

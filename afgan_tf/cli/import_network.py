@@ -26,8 +26,7 @@ def main(argv):
     del argv
     import pickle
     from afgan_tf import network_io, nvidia, torch_pickle
-    if os.path.exists(FLAGS.out) and not FLAGS.force:
-        raise common.UsageError(f'{FLAGS.out} exists (use --force to replace it)')
+    common.refuse_existing(FLAGS.out, FLAGS.force)
     try:
         data = nvidia.load_network_pkl(FLAGS.pkl)
     except FileNotFoundError:

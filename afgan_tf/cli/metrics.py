@@ -80,9 +80,7 @@ def main(argv):
     for spec in specs:
         try:
             result = metric_main.compute(spec, ctx)
-        except FileNotFoundError as e:
-            raise common.UsageError(str(e)) from None
-        except ValueError as e:
+        except metric_main.MetricInputError as e:     # Only the user's input: anything else is a bug.
             raise common.UsageError(f'{spec.name}: {e}') from None
         print(metric_main.report({**result, 'network': str(FLAGS.network)}, run_dir), flush=True)
 

@@ -51,7 +51,7 @@ def _read_target(path):
 def main(argv):
     del argv
     import sys
-    from afgan_tf import images, projector
+    from afgan_tf import image_writing as images, projector
     steps = FLAGS['num-steps'].value
     if steps < 1:
         raise common.UsageError('--num-steps must be >= 1')

@@ -39,7 +39,8 @@ def _is_network(path):
 
 def _batches(source, num, batch=16):
     """Yields uint8 NHWC batches of one source."""
-    from afgan_tf import image_files, images
+    from afgan_tf import image_reading
+    from afgan_tf import image_writing as images
     if _is_network(source):
         G = common.load_generator(source)
         for i in range(0, num, batch):
@@ -47,13 +48,13 @@ def _batches(source, num, batch=16):
             yield images.to_uint8(G(z, truncation_psi=FLAGS.trunc).numpy())
         return
     try:
-        names = image_files.list_images(source)
+        names = image_reading.list_images(source)
     except (FileNotFoundError, ValueError) as e:
         raise common.UsageError(str(e)) from None
     if not names:
         raise common.UsageError(f'{source} contains no images')
     chunk = []
-    for _, img in image_files.iterate_images(source, num):
+    for _, img in image_reading.iterate_images(source, num):
         if chunk and img.shape != chunk[0].shape:
             raise common.UsageError(f'{source}: images of different sizes ({img.shape} vs {chunk[0].shape})')
         chunk.append(img)

@@ -31,7 +31,7 @@ flags.mark_flags_as_required(['network', 'outdir'])
 
 def main(argv):
     del argv
-    from afgan_tf import images
+    from afgan_tf import image_writing as images
     from afgan_tf.metrics import sticking
     if FLAGS.num < 2 or FLAGS.frames < 2:
         raise common.UsageError('--num and --frames must be >= 2')

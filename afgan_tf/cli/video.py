@@ -50,11 +50,10 @@ def interpolate_ws(ws, frames):
 
 def main(argv):
     del argv
-    from afgan_tf import images
+    from afgan_tf import image_writing as images
     from afgan_tf.transforms import make_transform
     out = pathlib.Path(FLAGS.out)
-    if out.exists() and not FLAGS.force:
-        raise common.UsageError(f'{out} exists (use --force to overwrite it)')
+    common.refuse_existing(out, FLAGS.force)
     if FLAGS.frames < 1 or FLAGS.fps < 1:
         raise common.UsageError('--frames and --fps must be >= 1')
     gw, gh = common.parse_grid(FLAGS.grid)
@@ -62,8 +61,9 @@ def main(argv):
     speed = common.parse_pair(FLAGS['translate-speed'].value, '--translate-speed')
     G = common.load_generator(FLAGS.network)
     moving = speed != (0, 0) or FLAGS['rotate-speed'].value != 0
-    if moving and not G.architecture.startswith('stylegan3'):
-        raise common.UsageError('--translate-speed / --rotate-speed need a StyleGAN3 generator')
+    if moving and not G.preset.accepts_transform:
+        raise common.UsageError(f'--translate-speed / --rotate-speed need a generator that accepts a transform '
+                                f'(StyleGAN3), not {G.architecture}')
     cells = gw * gh
     if len(seeds) % cells:
         raise common.UsageError(f'the number of seeds ({len(seeds)}) must be a multiple of the grid cells ({cells})')

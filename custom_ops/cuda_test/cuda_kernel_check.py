@@ -24,7 +24,8 @@ import torch
 
 HERE = pathlib.Path(__file__).resolve().parent
 # The source tree (custom_ops/ beside afgan_tf/) or an installed package (afgan_tf/custom_ops/).
-PACKAGE = HERE.parents[1] / 'afgan_tf' if (HERE.parents[1] / 'afgan_tf' / 'specs.py').is_file() else HERE.parents[1]
+SOURCE_TREE = (HERE.parents[1] / 'afgan_tf' / 'stylegan3_layers.py').is_file()
+PACKAGE = HERE.parents[1] / 'afgan_tf' if SOURCE_TREE else HERE.parents[1]
 
 
 def _load_module(name, path):
@@ -35,7 +36,7 @@ def _load_module(name, path):
 
 
 # The layer table and filter design need only numpy/scipy: load them without the package.
-specs = _load_module('afgan_specs', PACKAGE / 'specs.py')
+stylegan3_layers = _load_module('afgan_stylegan3_layers', PACKAGE / 'stylegan3_layers.py')
 filters = _load_module('afgan_filters', PACKAGE / 'filters.py')
 
 
@@ -105,7 +106,7 @@ def reference(x, b, fu, fd, up, down, padding, gain, slope, clamp, flip):
 def layer_cases(arch, resolution=256, batch=4):
     kwargs = dict(channel_base=32768, channel_max=512) if arch == 'stylegan3-t' else \
         dict(channel_base=65536, channel_max=1024, conv_kernel=1, use_radial_filters=True)
-    table = specs.stylegan3_layer_specs(resolution, 3, **kwargs)
+    table = stylegan3_layers.stylegan3_layer_specs(resolution, 3, **kwargs)
     for s in table['layers']:
         fu = filters.design_lowpass_filter(s['up_taps'], s['in_cutoff'], s['in_half_width'] * 2,
                                            s['tmp_sampling_rate'])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import afgan_tf
-from afgan_tf.specs import stylegan3_layer_specs
+from afgan_tf.stylegan3_layers import stylegan3_layer_specs
 
 SPEC_ARGS = ('channel_base', 'channel_max', 'conv_kernel', 'use_radial_filters')
 

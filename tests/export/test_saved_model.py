@@ -1,21 +1,18 @@
 """SavedModel export for TF Serving: stock ops only, loadable without afgan_tf by both loaders."""
 
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from afgan_tf import images, nvidia
-from afgan_tf.export import client, export_generator, graph_op_types
+from afgan_tf import image_writing as images
+from afgan_tf.export import export_generator, graph_op_types
 from afgan_tf.transforms import make_transform
 
-# Runs in a fresh interpreter that never imports afgan_tf.
 FRESH_PROCESS = r'''
 import json, os, sys
 os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
@@ -43,7 +40,8 @@ out['ws'] = ws.numpy().tolist()
 syn = m.signatures['synthesis'](ws=ws)
 out['synthesis_float'] = syn['images_float'].numpy().tolist()
 out['transformed'] = m.signatures['transformed'](z=tf.constant(z), truncation_psi=psi,
-    translate=tf.constant([[0.1, -0.05]] * len(z), tf.float32), rotate=tf.constant([10.0] * len(z)))['images'].numpy().tolist()
+    translate=tf.constant([[0.1, -0.05]] * len(z), tf.float32),
+    rotate=tf.constant([10.0] * len(z)))['images'].numpy().tolist()
 # TF1 session loader (what TF Serving uses).
 with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
     meta = tf.compat.v1.saved_model.loader.load(sess, ['serve'], path)
@@ -53,15 +51,6 @@ with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
 out['afgan_tf_imported'] = any(k.startswith('afgan_tf') for k in sys.modules)
 print(json.dumps(out))
 '''
-
-
-@pytest.fixture(scope='module')
-def exported(tmp_path_factory, reference_dir):
-    net = nvidia.load_network_pkl(reference_dir / 'stylegan3-t_32' / 'network-snapshot.pkl')
-    G = net['G_ema']
-    base = tmp_path_factory.mktemp('serving') / 'sg3'
-    path = export_generator(G, base, version=3)
-    return G, base, path
 
 
 def test_layout_and_stock_ops(exported):
@@ -100,6 +89,28 @@ def test_fresh_process_both_loaders_match_keras(exported, tmp_path):
     assert np.mean(np.abs(moved - expected)) > 1      # The transform did something.
 
 
+def test_saved_model_refuses_non_finite_inputs_and_serves_empty_batches(exported):
+    G, _, path = exported
+    m = tf.saved_model.load(str(path))
+    z = tf.constant(np.random.default_rng(0).standard_normal([2, G.z_dim]).astype(np.float32))
+    nan_z = tf.tensor_scatter_nd_update(z, [[0, 3]], [np.nan])
+    cases = [('serving_default', dict(z=z, truncation_psi=tf.constant(np.nan)), 'truncation_psi'),
+             ('serving_default', dict(z=nan_z, truncation_psi=tf.constant(1.0)), 'z must be finite'),
+             ('transformed', dict(z=z, truncation_psi=tf.constant(1.0), translate=tf.constant([[0.1, np.inf]] * 2),
+                                  rotate=tf.zeros([2])), 'translate'),
+             ('transformed', dict(z=z, truncation_psi=tf.constant(1.0), translate=tf.zeros([2, 2]),
+                                  rotate=tf.constant([np.nan, 0.0])), 'rotate'),
+             ('synthesis', dict(ws=tf.fill([1, G.num_ws, G.w_dim], np.inf)), 'ws must be finite')]
+    for name, inputs, message in cases:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            m.signatures[name](**inputs)
+    empty = m.signatures['serving_default'](z=tf.zeros([0, G.z_dim]), truncation_psi=tf.constant(0.7))['images']
+    assert empty.shape == (0, 32, 32, 3) and empty.dtype == tf.uint8
+    out = m.signatures['synthesis'](ws=tf.zeros([0, G.num_ws, G.w_dim]))
+    assert out['images'].shape == (0, 32, 32, 3) and out['images_float'].shape == (0, 32, 32, 3)
+    assert m.signatures['mapping'](z=tf.zeros([0, G.z_dim]), truncation_psi=tf.constant(1.0))['ws'].shape[0] == 0
+
+
 def test_saved_model_cli(exported, tmp_path):
     _, _, path = exported
     np.save(tmp_path / 'z.npy', np.zeros([2, 128], np.float32))
@@ -114,53 +125,3 @@ def test_saved_model_cli(exported, tmp_path):
                          capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert 'images' in run.stdout
-
-
-class _StandIn(http.server.BaseHTTPRequestHandler):
-    """A TF Serving REST stand-in: :predict runs the SavedModel's signatures."""
-    model = None
-    requests_seen = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
-        self.requests_seen.append((self.path, body))
-        signature = self.model.signatures[body.get('signature_name', 'serving_default')]
-        inputs = {k: tf.constant(np.asarray(v, np.float32)) for k, v in body['inputs'].items()}
-        outputs = signature(**inputs)
-        data = json.dumps({'outputs': {k: v.numpy().tolist() for k, v in outputs.items()}}).encode()
-        self.send_response(200)
-        self.send_header('Content-Type', 'application/json')
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_rest_client_against_local_stand_in(exported):
-    G, _, path = exported
-    _StandIn.model = tf.saved_model.load(str(path))
-    server = http.server.HTTPServer(('127.0.0.1', 0), _StandIn)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        rest = client.RestClient(f'http://127.0.0.1:{server.server_port}', model='sg3', timeout=120)
-        z = np.random.default_rng(1).standard_normal([2, G.z_dim]).astype(np.float32)
-        got = rest.generate(z, truncation_psi=0.5)
-        expected = images.to_uint8(G(z, truncation_psi=0.5, impl='ref').numpy()).astype(int)
-        assert got.dtype == np.uint8 and np.max(np.abs(got.astype(int) - expected)) <= 1
-        moved = rest.generate(z, translate=[[0.1, 0.0], [0.0, 0.1]], rotate=[5, 0])
-        assert moved.shape == got.shape and np.mean(np.abs(moved.astype(int) - got)) > 0
-        paths = [p for p, _ in _StandIn.requests_seen]
-        assert paths[0] == '/v1/models/sg3:predict' and _StandIn.requests_seen[1][1]['signature_name'] == 'transformed'
-    finally:
-        server.shutdown()
-
-
-def test_predict_body_validation():
-    body = client.predict_body(np.zeros([2, 4]), truncation_psi=0.7)
-    assert body['signature_name'] == 'serving_default' and body['inputs']['truncation_psi'] == 0.7
-    with pytest.raises(ValueError, match='z must be'):
-        client.predict_body(np.zeros([4]))
-    with pytest.raises(ValueError, match='translate must be'):
-        client.predict_body(np.zeros([2, 4]), translate=[[0, 0]])

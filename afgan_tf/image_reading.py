@@ -22,6 +22,30 @@ def list_images(source):
     raise ValueError(f'{source} is neither a folder nor a zip of images')
 
 
+GREY_MODES = ('1', 'L', 'LA', 'La', 'I', 'F', 'I;16', 'I;16L', 'I;16B', 'I;16N')
+
+
+def channel_count(mode):
+    """1 for a greyscale PIL mode (with or without alpha, any bit depth), else 3."""
+    return 1 if mode in GREY_MODES else 3
+
+
+def to_array(img, channels=None):
+    """A PIL image -> uint8 [H, W, C] with C = ``channels`` (1 or 3; default: the image's own count).
+
+    16-bit and 32-bit greyscale (PNG 'I;16' / 'I') is scaled to 8 bits (v * 255 / 65535, rounded),
+    not clipped; alpha is dropped; grey -> RGB repeats the channel; RGB -> grey is ITU-R 601 luma.
+    """
+    channels = channels or channel_count(img.mode)
+    if img.mode.startswith('I') or img.mode == 'F':
+        wide = np.asarray(img, np.float64)
+        grey = np.clip(np.round(wide * (255 / 65535)), 0, 255).astype(np.uint8)
+        array = grey[:, :, np.newaxis] if channels == 1 else np.repeat(grey[:, :, np.newaxis], 3, axis=2)
+        return array
+    array = np.asarray(img.convert('L' if channels == 1 else 'RGB'))
+    return array[:, :, np.newaxis] if array.ndim == 2 else array
+
+
 def iterate_images(source, max_images=None):
     """Yields ``(name, uint8 array [H, W, C])`` with C = 1 (grey) or 3 (RGB)."""
     from PIL import Image
@@ -32,9 +56,7 @@ def iterate_images(source, max_images=None):
         for name in names:
             data = archive.read(name) if archive else (source / name).read_bytes()
             with Image.open(io.BytesIO(data)) as img:
-                img = img.convert('L' if img.mode in ('L', 'I', 'I;16', '1') else 'RGB')
-                array = np.asarray(img)
-            yield name, array[:, :, np.newaxis] if array.ndim == 2 else array
+                yield name, to_array(img)
     finally:
         if archive:
             archive.close()

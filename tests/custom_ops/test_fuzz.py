@@ -21,21 +21,30 @@ import sys
 import numpy as np
 import pytest
 
-from afgan_tf import custom_ops
+WORKER = pathlib.Path(__file__).with_name('fuzz_worker.py')
 from afgan_tf.custom_ops import cuda_api
 
-if not custom_ops.is_available():
-    pytest.skip(f'custom op library not built ({custom_ops.load_error()})', allow_module_level=True)
+from conftest import require_custom_op
 
-WORKER = pathlib.Path(__file__).with_name('op_fuzz_worker.py')
+require_custom_op()
+
+
 SEED = 20261122
+
+
 NUM_RANDOM = 240
 
-BIG = [46341, 65535, 65536, 2 ** 24, 2 ** 24 + 1, 2 ** 30, 2 ** 31 - 1, 2 ** 31, 2 ** 32 + 2, 2 ** 63 - 1]
-FACTORS = [0, -1, 1, 2, 3, 4, 64, 65, *BIG]
-PADDINGS = [0, 1, 5, -1, -3, 1000, -2 ** 24, *BIG, *[-v for v in BIG[:7]]]
-TAPS = [1, 2, 4, 12, 1024, 1025, 5000]
 
+BIG = [46341, 65535, 65536, 2 ** 24, 2 ** 24 + 1, 2 ** 30, 2 ** 31 - 1, 2 ** 31, 2 ** 32 + 2, 2 ** 63 - 1]
+
+
+FACTORS = [0, -1, 1, 2, 3, 4, 64, 65, *BIG]
+
+
+PADDINGS = [0, 1, 5, -1, -3, 1000, -2 ** 24, *BIG, *[-v for v in BIG[:7]]]
+
+
+TAPS = [1, 2, 4, 12, 1024, 1025, 5000]
 
 
 def _reproducers():

@@ -1,23 +1,21 @@
-"""The custom-op build: portable flags, run-time instruction-set choice, an optional build that
-never blocks training, and a wheel that can build the op after a regular install."""
+"""The custom-op build: portable flags, run-time instruction-set choice, an optional build that never
+blocks training, and a wheel that can build the op after a regular install."""
 
 import json
-import os
 import pathlib
 import shutil
 import subprocess
 import sys
 import zipfile
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from afgan_tf import custom_ops
 from afgan_tf.custom_ops import build
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+from conftest import ENV, tiny_data
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _compiler_has(flag):
@@ -36,8 +34,6 @@ def test_tf_facing_commands_are_portable(tmp_path):
             assert words.index('-mno-avx512fp16') > words.index('-mavx512fp16')
 
 
-# What -march=native gives on an Intel CPU with AVX512-FP16 (Sapphire Rapids): AVX-512 with FP16.
-# (-mavx512fp16 alone trips other Eigen checks that want FMA and AVX512-VL too.)
 SAPPHIRE_RAPIDS = ['-march=sapphirerapids']
 
 
@@ -103,25 +99,19 @@ def test_default_outdir_falls_back_to_the_user_cache(monkeypatch, tmp_path):
 
 
 def _copy_source_tree(dest):
-    """The files a clean checkout has (no built libraries, no caches)."""
-    files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for name in files:
-        if name.startswith(('tests/', 'benchmarks/')) or not (ROOT / name).is_file():
-            continue
-        (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, dest / name)
-
-
-def _tiny_dataset(folder):
-    from afgan_tf.training import dataset
-    rng = np.random.default_rng(0)
-    images = folder / 'images'
-    images.mkdir()
-    for i in range(8):
-        Image.fromarray(rng.integers(0, 255, [16, 16], dtype=np.uint8)).save(images / f'{i}.png')
-    dataset.convert(images, folder / 'data.zip')
-    return folder / 'data.zip'
+    """What a clean checkout holds of the package (no tests, no built libraries, no caches)."""
+    skip = ('.so', '.o', '.pyc')
+    for top in ('setup.py', 'pyproject.toml', 'MANIFEST.in', 'README.md', 'afgan_tf', 'training', 'metrics', 'export',
+                'custom_ops'):
+        src = ROOT / top
+        paths = [src] if src.is_file() else [p for p in src.rglob('*') if p.is_file()]
+        for path in paths:
+            rel = path.relative_to(ROOT)
+            if path.suffix in skip or '__pycache__' in rel.parts or 'build_tmp' in rel.parts or \
+                    path.name == 'build-failure.txt':
+                continue
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest / rel)
 
 
 def test_wheel_builds_the_op_after_a_regular_install(tmp_path):
@@ -135,7 +125,8 @@ def test_wheel_builds_the_op_after_a_regular_install(tmp_path):
                     '-w', str(wheels)], cwd=src, check=True, capture_output=True, timeout=300)
     wheel = next(wheels.glob('afgan_tf-*.whl'))
     names = set(zipfile.ZipFile(wheel).namelist())
-    sources = {f'afgan_tf/custom_ops/{p.relative_to(ROOT / "custom_ops")}' for p in (ROOT / 'custom_ops' / 'cc').rglob('*')
+    ops_dir = ROOT / 'custom_ops'
+    sources = {f'afgan_tf/custom_ops/{p.relative_to(ops_dir)}' for p in (ops_dir / 'cc').rglob('*')
                if p.is_file()}
     assert sources and sources <= names, sorted(sources - names)
     assert not any(n.endswith('.so') for n in names)
@@ -155,7 +146,7 @@ def test_wheel_builds_the_op_after_a_regular_install(tmp_path):
     assert 'could not be built' in failed.stderr and build.RETRY_HINT in failed.stderr
     assert (installed / build.FAILURE_NAME).is_file() and not (installed / build.LIBRARY_NAME).exists()
     # 2. Training then runs on the reference path, with one warning that gives the reason.
-    data = _tiny_dataset(tmp_path)
+    data = tiny_data(tmp_path)
     train = python('-m', 'afgan_tf.cli.train', f'--outdir={work / "runs"}', '--cfg=stylegan3-t', f'--data={data}',
                    '--batch=4', '--gamma=0.5', '--cbase=256', '--cmax=16', '--tick=0.004', '--snap=1',
                    '--kimg=0.008', '--log_every=1')
@@ -174,3 +165,4 @@ def test_wheel_builds_the_op_after_a_regular_install(tmp_path):
     module_file, available, library, isa = check.stdout.split()
     assert module_file.startswith(str(site)) and library.startswith(str(site))
     assert available == 'True' and isa in ('baseline', 'avx2', 'avx512')
+

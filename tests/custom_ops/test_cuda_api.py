@@ -1,8 +1,7 @@
-"""The CUDA kernels' logic, run on the CPU through the emulation build, against the TF reference.
+"""The CUDA kernels' logic through their C entry points (cuda_api.py), run on the CPU by the emulation build.
 
-The same source file (filtered_lrelu_kernels.cu.cc) is what nvcc compiles; here g++ compiles
-it with cuda_emulation.h, where each thread block runs as real threads meeting at a barrier.
-"""
+The same source file (filtered_lrelu_kernels.cu.cc) is what nvcc compiles; here g++ compiles it with
+cuda_emulation.h, where each thread block runs as real threads meeting at a barrier."""
 
 import importlib.util
 import pathlib
@@ -13,8 +12,10 @@ import tensorflow as tf
 
 from afgan_tf import ops
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 LIB = ROOT / 'custom_ops' / 'libafgan_flrelu_cuda_emulated.so'
+
+from conftest import rel_err
 
 
 def _load_cuda_api():
@@ -53,9 +54,6 @@ def _reference(x, b, dy, fu, fd, up, down, padding, gain, slope, clamp, flip):
     return y.numpy(), tape.gradient(y, xv, output_gradients=tf.constant(dy)).numpy()
 
 
-def _rel(a, b):
-    return float(np.max(np.abs(a.astype(np.float64) - b)) / max(np.max(np.abs(b)), 1e-12))
-
 
 @pytest.mark.parametrize('seed', range(24))
 def test_emulated_cuda_kernels_match_reference(emulated, seed):
@@ -70,8 +68,8 @@ def test_emulated_cuda_kernels_match_reference(emulated, seed):
     y, dx = _run(emulated, x, b, dy, fu, fd, **kw)
     assert y.shape == y_ref.shape
     assert not np.isnan(y).any() and not np.isnan(dx).any()
-    assert _rel(y, y_ref) < 1e-5, (shape, kw)
-    assert _rel(dx, dx_ref) < 1e-5, (shape, kw)
+    assert rel_err(y, y_ref) < 1e-5, (shape, kw)
+    assert rel_err(dx, dx_ref) < 1e-5, (shape, kw)
 
 
 def test_emulated_cuda_stylegan_layer(emulated):
@@ -86,7 +84,7 @@ def test_emulated_cuda_stylegan_layer(emulated):
     dy = rng.standard_normal([1, 18, 18, 9]).astype(np.float32)
     y_ref, dx_ref = _reference(x, b, dy, fu, fd, **kw)
     y, dx = _run(emulated, x, b, dy, fu, fd, **kw)
-    assert _rel(y, y_ref) < 1e-5 and _rel(dx, dx_ref) < 1e-5
+    assert rel_err(y, y_ref) < 1e-5 and rel_err(dx, dx_ref) < 1e-5
 
 
 def test_emulated_cuda_reports_bad_arguments(emulated):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from afgan_tf import images
+from afgan_tf import image_writing as images
 
 
 def test_to_uint8_maps_range():

@@ -1,4 +1,4 @@
-"""The compiled filtered_lrelu op against the pure-TF reference path."""
+"""The compiled filtered_lrelu op (afgan_tf.custom_ops) against the pure-TF reference path."""
 
 import json
 import os
@@ -11,20 +11,12 @@ import tensorflow as tf
 
 from afgan_tf import custom_ops, ops
 from afgan_tf.custom_ops import cuda_api
-from conftest import max_abs, nhwc
+
+from conftest import max_abs, nhwc, rel_err, require_custom_op
 
 REQUIRE = os.environ.get('AFGAN_TF_REQUIRE_CUSTOM_OP', '0') == '1'
 
-if not custom_ops.is_available():
-    if REQUIRE:
-        raise RuntimeError(f'AFGAN_TF_REQUIRE_CUSTOM_OP=1 but the custom op is not loaded: {custom_ops.load_error()}')
-    pytest.skip(f'custom op library not built ({custom_ops.load_error()}); '
-                'run `python -m afgan_tf.custom_ops.build`', allow_module_level=True)
-
-
-def _rel_err(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12)) if b.size else 0.0
+require_custom_op()
 
 
 def _both(x, b, dy, **kwargs):
@@ -49,9 +41,9 @@ def test_reference_cases(reference_dir):
                       up=c['up'], down=c['down'], padding=c['padding'], gain=c['gain'], slope=c['slope'],
                       clamp=c['clamp'], flip_filter=c['flip_filter'])
         ref, custom = _both(nhwc(data[p + 'x']), data[p + 'b'], nhwc(data[p + 'dy']), **kwargs)
-        assert _rel_err(custom[0], nhwc(data[p + 'y'])) < 1e-5, c
-        assert _rel_err(custom[1], nhwc(data[p + 'dx'])) < 1e-5, c
-        assert _rel_err(custom[2], data[p + 'db']) < 1e-5, c
+        assert rel_err(custom[0], nhwc(data[p + 'y'])) < 1e-5, c
+        assert rel_err(custom[1], nhwc(data[p + 'dx'])) < 1e-5, c
+        assert rel_err(custom[2], data[p + 'db']) < 1e-5, c
 
 
 def _random_case(rng):
@@ -70,11 +62,11 @@ def test_random_cases_match_reference(seed):
     ref, custom = _both(x, b, None, **kwargs)
     dy_ref, dy_custom = _both(x, b, rng.standard_normal(ref[0].shape).astype(np.float32), **kwargs)
     assert custom[0].shape == ref[0].shape
-    assert _rel_err(custom[0], ref[0]) < 1e-5, kwargs
+    assert rel_err(custom[0], ref[0]) < 1e-5, kwargs
     # Gradients with a random upstream gradient; elements right at the clamp or at 0 may
     # legitimately differ only where the two paths round the pre-activation differently.
-    assert _rel_err(dy_custom[1], dy_ref[1]) < 1e-5, kwargs
-    assert _rel_err(dy_custom[2], dy_ref[2]) < 1e-5, kwargs
+    assert rel_err(dy_custom[1], dy_ref[1]) < 1e-5, kwargs
+    assert rel_err(dy_custom[2], dy_ref[2]) < 1e-5, kwargs
 
 
 def test_stylegan_layer_shapes():
@@ -90,7 +82,7 @@ def test_stylegan_layer_shapes():
         ref, custom = _both(x, b, rng.standard_normal(ops.filtered_lrelu(x, impl='ref', **kwargs).shape).astype(
             np.float32), **kwargs)
         for r, c in zip(ref, custom):
-            assert _rel_err(c, r) < 1e-5
+            assert rel_err(c, r) < 1e-5
 
 
 @pytest.mark.parametrize('name', ['stylegan3-t_32', 'stylegan3-r_32'])
@@ -115,7 +107,7 @@ def test_generator_gradients_agree_between_impls(load_reference_network):
     assert len(grads['ref']) > 50
     for r, c in zip(grads['ref'], grads['custom']):
         assert r is not None and c is not None
-        assert _rel_err(c, r) < 1e-4
+        assert rel_err(c, r) < 1e-4
 
 
 def test_op_rejects_bad_input_in_kernel():
@@ -176,3 +168,5 @@ def test_layers_opt_out_of_xla():
     G = afgan_tf.Generator('stylegan3-t', z_dim=8, w_dim=8, img_resolution=16, channel_base=256, channel_max=16)
     layer = getattr(G.synthesis, G.synthesis.layer_names[0])
     assert layer.supports_jit is False and G.supports_jit is False
+
+

@@ -1,0 +1,92 @@
+"""afgan_tf.training.dataset: conversion, reading, labels, and the deterministic tf.data stream."""
+
+import gzip
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from afgan_tf.training import dataset
+
+
+def test_data_order_resumes_at_any_position():
+    """The stream is a function of (seed, epoch, position): skipping to a step gives the same batches."""
+    images = np.random.default_rng(0).integers(0, 255, [10, 4, 4, 1], dtype=np.uint8)
+    labels = np.arange(10) % 3
+    kw = dict(labels=labels, c_dim=3, xflip=True, seed=7)
+    full = [b for b in dataset.make_dataset(images, 4, **kw).take(8)]
+    for step in (1, 2, 5):
+        resumed = [b for b in dataset.make_dataset(images, 4, start=step * 4, **kw).take(8 - step)]
+        for (a_img, a_c), (b_img, b_c) in zip(full[step:], resumed):
+            assert np.array_equal(a_img.numpy(), b_img.numpy()) and np.array_equal(a_c.numpy(), b_c.numpy())
+    # Every epoch visits every image once, in an order that changes from epoch to epoch.
+    order = [dataset.example_order(10, 7, e).numpy() for e in range(3)]
+    assert all(sorted(o) == list(range(10)) for o in order) and not np.array_equal(order[0], order[1])
+
+
+def _write_idx(path, array):
+    header = b'\x00\x00\x08' + bytes([array.ndim]) + b''.join(int(d).to_bytes(4, 'big') for d in array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def test_fashion_mnist_reader(tmp_path):
+    images = np.arange(2 * 28 * 28).reshape(2, 28, 28) % 256
+    _write_idx(tmp_path / 'train-images-idx3-ubyte.gz', images)
+    _write_idx(tmp_path / 'train-labels-idx1-ubyte.gz', np.array([3, 7]))
+    x, y = dataset.fashion_mnist(tmp_path)
+    assert x.shape == (2, 28, 28, 1) and np.array_equal(x[..., 0], images) and y.tolist() == [3, 7]
+    with pytest.raises(dataset.DatasetError, match='apt-get install dataset-fashion-mnist'):
+        dataset.fashion_mnist(tmp_path / 'missing')
+
+
+def test_convert_folder_with_corrupt_and_mixed_channels(tmp_path):
+    src = tmp_path / 'src'
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, [40, 30, 3], dtype=np.uint8)).save(src / f'a{i}.png')
+    Image.fromarray(rng.integers(0, 255, [40, 30], dtype=np.uint8)).save(src / 'grey.png')
+    (src / 'broken.png').write_bytes(b'not a png')
+    logs = []
+    summary = dataset.convert(src, tmp_path / 'out.zip', resolution=16, log=logs.append)
+    assert summary['written'] == 6 and summary['corrupt'] == 1 and summary['converted'] == 1
+    assert summary['channels'] == 3 and summary['resolution'] == 16
+    assert 'converted 1 image(s) to RGB (--channels 3, the majority)' in logs[0] and 'skipped 1 corrupt' in logs[1]
+    with zipfile.ZipFile(tmp_path / 'out.zip') as z:
+        names = sorted(z.namelist())
+        assert names[0] == '00000/img00000000.png' and 'dataset.json' in names
+        assert json.loads(z.read('dataset.json'))['labels'] is None
+    images, labels = dataset.load_images(tmp_path / 'out.zip')
+    assert images.shape == (6, 16, 16, 3) and labels is None
+    # The grey image became RGB with three equal channels (it sorts last: 'grey' > 'a4').
+    assert np.array_equal(images[5, ..., 0], images[5, ..., 1]) and np.array_equal(images[5, ..., 0], images[5, ..., 2])
+    # --channels 1 converts the RGB majority instead.
+    summary = dataset.convert(src, tmp_path / 'grey.zip', resolution=16, channels=1, log=logs.append)
+    assert summary['channels'] == 1 and summary['written'] == 6 and summary['converted'] == 5
+
+
+def test_convert_refuses_mixed_sizes_without_resolution(tmp_path):
+    src = tmp_path / 'src'
+    src.mkdir()
+    Image.new('RGB', (16, 16)).save(src / 'a.png')
+    Image.new('RGB', (32, 32)).save(src / 'b.png')
+    with pytest.raises(dataset.DatasetError, match='different sizes'):
+        dataset.convert(src, tmp_path / 'out.zip')
+    assert not (tmp_path / 'out.zip').exists()
+    with pytest.raises(dataset.DatasetError, match='power of two'):
+        dataset.convert(src, tmp_path / 'out.zip', resolution=24)
+
+
+def test_make_dataset_range_labels_and_flip():
+    images = np.zeros([4, 8, 8, 1], np.uint8)
+    images[:, :, :4] = 255
+    ds = dataset.make_dataset(images, 4, labels=np.array([0, 1, 2, 1]), c_dim=3, xflip=True, shuffle=False,
+                              repeat=False)
+    img, c = next(iter(ds))
+    assert img.shape == (4, 8, 8, 1) and float(tf.reduce_min(img)) == -1 and float(tf.reduce_max(img)) == 1
+    assert c.shape == (4, 3) and np.array_equal(np.argmax(c, 1), [0, 1, 2, 1])
+    with pytest.raises(dataset.DatasetError, match='no labels'):
+        dataset.make_dataset(images, 4, c_dim=3)

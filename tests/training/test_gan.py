@@ -1,0 +1,184 @@
+"""afgan_tf.training.gan: the GAN's training step (EMA, lazy R1, ADA, labels, gradients) on 1 and 2 replicas."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from afgan_tf.training import augment, dataset
+from afgan_tf.training.gan import lazy_adam
+
+from conftest import ENV, small_gan
+
+
+def test_fit_one_device_updates_everything():
+    gan = small_gan(blur_init_sigma=2, blur_fade_kimg=1)
+    images = (np.random.default_rng(0).random([16, 16, 16, 1]) * 255).astype(np.uint8)
+    g0 = [v.numpy().copy() for v in gan.G.trainable_variables]
+    d0 = [v.numpy().copy() for v in gan.D.trainable_variables]
+    e0 = [v.numpy().copy() for v in gan.G_ema.trainable_variables]
+    history = gan.fit(dataset.make_dataset(images, 4), epochs=1, steps_per_epoch=2, verbose=0).history
+    for name in ('loss_G', 'loss_D', 'loss_r1'):
+        assert np.isfinite(history[name][-1]), name
+    assert history['loss_r1'][-1] > 0                       # Step 0 ran the lazy R1.
+    assert int(gan.step.numpy()) == 2 and float(gan.nimg.numpy()) == 8
+    changed = lambda before, now: any(not np.allclose(b, v.numpy()) for b, v in zip(before, now))
+    assert changed(g0, gan.G.trainable_variables) and changed(d0, gan.D.trainable_variables)
+    assert changed(e0, gan.G_ema.trainable_variables)
+    assert float(gan.blur_sigma()) < 2                     # The blur fades with nimg.
+
+
+def test_nan_to_num_of_gradients_as_the_reference():
+    from afgan_tf.training.gan import nan_to_num
+    g = tf.constant([np.nan, np.inf, -np.inf, 2e5, -3.0], tf.float32)
+    assert np.array_equal(nan_to_num(g).numpy(), np.array([0, 1e5, -1e5, 2e5, -3.0], np.float32))
+
+
+def test_variables_without_gradient_keep_their_adam_state():
+    """PyTorch skips parameters whose grad is None: their moments must not decay (R1 and D's output bias)."""
+    gan = small_gan()
+    a, b = tf.Variable([1.0, 2.0]), tf.Variable([3.0])
+    opt = lazy_adam(0.01)
+    opt.build([a, b])
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(a ** 2) + tf.reduce_sum(b ** 2)
+    gan._apply(opt, tape, total, [a, b])
+    velocity = lambda v: opt._velocities[opt._get_variable_index(v)].numpy().copy()
+    v_b, b_before = velocity(b), b.numpy().copy()
+    assert v_b[0] > 0
+    with tf.GradientTape() as tape:
+        only_a = tf.reduce_sum(a ** 2)
+    gan._apply(opt, tape, only_a, [a, b])
+    assert np.array_equal(velocity(b), v_b) and np.array_equal(b.numpy(), b_before)
+
+
+def test_first_step_ema_copies_g():
+    """The EMA ramp-up uses the images seen before the step: at step 0, beta = 0 and G_ema = G exactly."""
+    gan = small_gan()
+    for v in gan.G_ema.trainable_variables:      # Far from G: a beta of 0.5 ** 20 (one step late) would show.
+        v.assign(v + 1.0)
+    images = tf.constant(np.random.default_rng(0).uniform(-1, 1, [4, 16, 16, 1]).astype(np.float32))
+    gan.train_step(images)
+    for src, dst in zip(gan.G.trainable_variables, gan.G_ema.trainable_variables):
+        assert np.array_equal(src.numpy(), dst.numpy()), src.path
+
+
+def test_loss_r1_is_logged_on_r1_steps_only():
+    gan = small_gan(r1_interval=4)
+    images = (np.random.default_rng(0).random([16, 16, 16, 1]) * 255).astype(np.uint8)
+    history = gan.fit(dataset.make_dataset(images, 4), epochs=1, steps_per_epoch=5, verbose=0).history
+    assert int(gan.tracker['loss_r1'].count.numpy()) == 2            # Steps 0 and 4.
+    assert int(gan.tracker['loss_G'].count.numpy()) == 5
+    assert history['loss_r1'][-1] > 0
+
+
+def test_conditional_fake_labels_come_from_the_dataset_not_the_real_batch():
+    pool = np.array([0, 1, 2, 3] * 8)
+    gan = small_gan(c_dim=4, label_pool=pool)
+    seen = []
+    mapping = gan._mapping
+
+    def recording(z, c, update_emas=False):
+        seen.append(c.numpy())
+        return mapping(z, c, update_emas)
+    gan._mapping = recording
+    real = tf.constant(np.random.default_rng(0).uniform(-1, 1, [4, 16, 16, 1]).astype(np.float32))
+    real_c = tf.one_hot([0, 0, 0, 0], 4)                      # Every real image is class 0.
+    for _ in range(3):
+        gan.train_step((real, real_c))
+    classes = np.concatenate([np.argmax(c, 1) for c in seen])
+    assert all(c.shape == (4, 4) for c in seen) and len(seen) == 6
+    assert len(set(classes.tolist())) >= 3, classes
+    with pytest.raises(ValueError, match='label_pool'):
+        small_gan(c_dim=4)
+
+
+def test_ema_update_formula():
+    gan = small_gan()
+    for v in gan.G.trainable_variables:
+        v.assign(v + 1.0)
+    gan.nimg.assign(1e9)                                    # Past the ramp-up.
+    before = [v.numpy().copy() for v in gan.G_ema.trainable_variables]
+    beta = float(gan.ema_beta())
+    assert np.isclose(beta, 0.5 ** (4 / (4 * 10 / 32 * 1000)))
+    gan._update_ema()
+    for b, src, dst in zip(before, gan.G.trainable_variables, gan.G_ema.trainable_variables):
+        assert np.allclose(dst.numpy(), src.numpy() + (b - src.numpy()) * beta, atol=1e-6)
+    # Buffers are copied, not averaged.
+    assert np.array_equal(gan.G_ema.mapping.w_avg.numpy(), gan.G.mapping.w_avg.numpy())
+
+
+TWO_REPLICAS = r'''
+import os, sys
+os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices('CPU')[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[1])
+from conftest import small_gan
+from afgan_tf.training import dataset
+strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'], cross_device_ops=tf.distribute.ReductionToOneDevice())
+with strategy.scope():
+    gan = small_gan(batch=4)
+images = (np.random.default_rng(0).random([16, 16, 16, 1]) * 255).astype(np.uint8)
+ds = strategy.distribute_datasets_from_function(lambda ctx: dataset.make_dataset(images, 4, input_context=ctx))
+g0 = gan.G.trainable_variables[0].numpy().copy()
+h = gan.fit(ds, epochs=1, steps_per_epoch=2, verbose=0).history
+print(strategy.num_replicas_in_sync, int(gan.step.numpy()), float(gan.nimg.numpy()),
+      all(np.isfinite(v[-1]) for v in h.values()), not np.allclose(g0, gan.G.trainable_variables[0].numpy()))
+'''
+
+
+def test_fit_two_mirrored_replicas():
+    tests_dir = os.path.dirname(os.path.dirname(__file__))
+    result = subprocess.run([sys.executable, '-c', TWO_REPLICAS, tests_dir], capture_output=True,
+                            text=True, env=ENV, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-5:] == ['2', '2', '8.0', 'True', 'True']
+
+
+def test_ada_in_fit_moves_p_towards_the_target():
+    """D's output bias forces every real logit to one sign: D 'overfits' (signs +1 > target 0.6, p grows)
+    or not (signs -1, p shrinks), by one quantum batch * interval / (ada_kimg * 1000) per adjustment."""
+    gan = small_gan(augment_pipe=augment.AugmentPipe(), augment_p=0.5, ada_target=0.6, ada_interval=1, ada_kimg=40)
+    images = (np.random.default_rng(0).random([16, 16, 16, 1]) * 255).astype(np.uint8)
+    quantum = 4 * 1 / (40 * 1000)
+    expected = 0.5
+    for bias, direction in ((100.0, 1), (-100.0, -1)):
+        gan.D.reference_variables()['b4.out.bias'].assign([bias])
+        gan.fit(dataset.make_dataset(images, 4), epochs=1, steps_per_epoch=3, verbose=0)
+        expected += direction * 3 * quantum
+        assert float(gan.augment_p.numpy()) == pytest.approx(expected, abs=1e-7), bias
+
+
+def test_ada_statistic_counts_the_r1_phase_real_logits():
+    """As the reference's Loss/signs/real, reported in both Dmain and Dreg."""
+    gan = small_gan(augment_pipe=augment.AugmentPipe(), ada_target=0.6, r1_interval=2)
+    images = tf.constant(np.random.default_rng(0).uniform(-1, 1, [4, 16, 16, 1]).astype(np.float32))
+    gan.train_step(images)                                  # Step 0: D main + R1.
+    assert float(gan.ada_count.numpy()) == 8
+    gan.train_step(images)                                  # Step 1: D main only.
+    assert float(gan.ada_count.numpy()) == 12
+
+
+def test_path_length_regularisation_in_fit():
+    gan = small_gan(arch='stylegan2', pl_weight=2.0, pl_interval=1)
+    images = (np.random.default_rng(0).random([16, 16, 16, 1]) * 255).astype(np.uint8)
+    history = gan.fit(dataset.make_dataset(images, 4), epochs=1, steps_per_epoch=2, verbose=0).history
+    assert np.isfinite(history['pl_penalty'][-1]) and history['loss_pl'][-1] >= 0
+    assert float(gan.pl_mean.numpy()) > 0
+
+
+def test_checkpoint_restores_augment_p_and_rng(tmp_path):
+    gan = small_gan(augment_pipe=augment.AugmentPipe(), augment_p=0.3)
+    gan.rng.normal([3])
+    ckpt = tf.train.Checkpoint(augment_p=gan.augment_p, rng=gan.rng, step=gan.step)
+    path = ckpt.save(tmp_path / 'ckpt')
+    expected = gan.rng.normal([3]).numpy()
+    other = small_gan(augment_pipe=augment.AugmentPipe())
+    tf.train.Checkpoint(augment_p=other.augment_p, rng=other.rng, step=other.step).restore(path)
+    assert float(other.augment_p.numpy()) == pytest.approx(0.3)
+    assert np.array_equal(other.rng.normal([3]).numpy(), expected)
