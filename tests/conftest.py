@@ -255,3 +255,35 @@ def snapshot(reference_dir):
     from afgan_tf import nvidia
     path = reference_dir / 'stylegan3-t_32' / 'network-snapshot.pkl'
     return path, nvidia.load_network_pkl(path), np.load(reference_dir / 'stylegan3-t_32' / 'io.npz')
+
+
+@pytest.fixture(scope='session')
+def reference_filtered_lrelu_cases(reference_dir):
+    """NVIDIA's filtered_lrelu cases (ops.npz / ops.json), NHWC: dicts of x, b, dy, the expected y, dx, db
+    and the op's keyword arguments."""
+    data = np.load(reference_dir / 'ops.npz')
+    cases = []
+    for c in json.loads((reference_dir / 'ops.json').read_text()):
+        if 'case' not in c:
+            continue
+        p = f"case{c['case']}_"
+        kwargs = dict(fu=data[p + 'fu'] if p + 'fu' in data else None, fd=data[p + 'fd'] if p + 'fd' in data else None,
+                      up=c['up'], down=c['down'], padding=c['padding'], gain=c['gain'], slope=c['slope'],
+                      clamp=c['clamp'], flip_filter=c['flip_filter'])
+        cases.append(dict(x=nhwc(data[p + 'x']), b=data[p + 'b'], dy=nhwc(data[p + 'dy']), y=nhwc(data[p + 'y']),
+                          dx=nhwc(data[p + 'dx']), db=data[p + 'db'], kwargs=kwargs))
+    return cases
+
+
+def filtered_lrelu_and_gradients(x, b, dy, impl, **kwargs):
+    """(y, dx, db) of ops.filtered_lrelu with ``impl`` for the upstream gradient ``dy`` (None: ones)."""
+    import tensorflow as tf
+
+    from afgan_tf import ops
+    x, b = tf.constant(x), tf.constant(b)
+    with tf.GradientTape() as tape:
+        tape.watch([x, b])
+        y = ops.filtered_lrelu(x, b=b, impl=impl, **kwargs)
+    dx, db = tape.gradient(y, [x, b], output_gradients=None if dy is None else tf.constant(dy))
+    return y.numpy(), dx.numpy(), db.numpy()
+

@@ -8,39 +8,21 @@ import tensorflow as tf
 
 from afgan_tf import ops
 
-from conftest import nhwc, rel_err
+from conftest import filtered_lrelu_and_gradients, nhwc, rel_err
 
 
-def _ops_cases(reference_dir):
-    data = np.load(reference_dir / 'ops.npz')
-    cases = json.loads((reference_dir / 'ops.json').read_text())
-    return data, cases
-
-
-def test_filtered_lrelu_forward_and_gradients_match_reference(reference_dir):
-    data, cases = _ops_cases(reference_dir)
-    cases = [c for c in cases if 'case' in c]
-    assert len(cases) == 6
-    for c in cases:
-        p = f"case{c['case']}_"
-        x = tf.constant(nhwc(data[p + 'x']))
-        b = tf.constant(data[p + 'b'])
-        fu = data[p + 'fu'] if p + 'fu' in data else None
-        fd = data[p + 'fd'] if p + 'fd' in data else None
-        with tf.GradientTape() as tape:
-            tape.watch([x, b])
-            y = ops.filtered_lrelu(x, fu, fd, b, up=c['up'], down=c['down'], padding=c['padding'], gain=c['gain'],
-                                   slope=c['slope'], clamp=c['clamp'], flip_filter=c['flip_filter'], impl='ref')
-        dx, db = tape.gradient(y, [x, b], output_gradients=tf.constant(nhwc(data[p + 'dy'])))
-        assert y.shape == nhwc(data[p + 'y']).shape
-        assert rel_err(y, nhwc(data[p + 'y'])) < 1e-5, c
-        assert rel_err(dx, nhwc(data[p + 'dx'])) < 1e-5, c
-        assert rel_err(db, data[p + 'db']) < 1e-5, c
+def test_filtered_lrelu_forward_and_gradients_match_reference(reference_filtered_lrelu_cases):
+    assert len(reference_filtered_lrelu_cases) == 6
+    for case in reference_filtered_lrelu_cases:
+        y, dx, db = filtered_lrelu_and_gradients(case['x'], case['b'], case['dy'], 'ref', **case['kwargs'])
+        assert y.shape == case['y'].shape
+        for got, key in ((y, 'y'), (dx, 'dx'), (db, 'db')):
+            assert rel_err(got, case[key]) < 1e-5, (key, case['kwargs'])
 
 
 def test_upfirdn2d_matches_reference(reference_dir):
-    data, cases = _ops_cases(reference_dir)
-    cases = [c for c in cases if 'upfirdn_case' in c]
+    data = np.load(reference_dir / 'ops.npz')
+    cases = [c for c in json.loads((reference_dir / 'ops.json').read_text()) if 'upfirdn_case' in c]
     assert len(cases) == 4
     for c in cases:
         p = f"upfirdn{c['upfirdn_case']}_"

@@ -1,6 +1,5 @@
 """The compiled filtered_lrelu op (afgan_tf.custom_ops) against the pure-TF reference path."""
 
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,13 @@ import tensorflow as tf
 from afgan_tf import custom_ops, ops
 from afgan_tf.custom_ops import cuda_api
 
-from conftest import max_abs, nhwc, rel_err, require_custom_op
+from conftest import (
+    filtered_lrelu_and_gradients,
+    max_abs,
+    nhwc,
+    rel_err,
+    require_custom_op,
+)
 
 REQUIRE = os.environ.get('AFGAN_TF_REQUIRE_CUSTOM_OP', '0') == '1'
 
@@ -21,29 +26,14 @@ require_custom_op()
 
 def _both(x, b, dy, **kwargs):
     """(y, dx, db) for impl='ref' and impl='custom'."""
-    out = {}
-    for impl in ('ref', 'custom'):
-        xv, bv = tf.constant(x), tf.constant(b)
-        with tf.GradientTape() as tape:
-            tape.watch([xv, bv])
-            y = ops.filtered_lrelu(xv, b=bv, impl=impl, **kwargs)
-        dx, db = tape.gradient(y, [xv, bv], output_gradients=tf.constant(dy) if dy is not None else None)
-        out[impl] = (y.numpy(), dx.numpy(), db.numpy())
-    return out['ref'], out['custom']
+    return tuple(filtered_lrelu_and_gradients(x, b, dy, impl, **kwargs) for impl in ('ref', 'custom'))
 
 
-def test_reference_cases(reference_dir):
-    data = np.load(reference_dir / 'ops.npz')
-    cases = [c for c in json.loads((reference_dir / 'ops.json').read_text()) if 'case' in c]
-    for c in cases:
-        p = f"case{c['case']}_"
-        kwargs = dict(fu=data[p + 'fu'] if p + 'fu' in data else None, fd=data[p + 'fd'] if p + 'fd' in data else None,
-                      up=c['up'], down=c['down'], padding=c['padding'], gain=c['gain'], slope=c['slope'],
-                      clamp=c['clamp'], flip_filter=c['flip_filter'])
-        ref, custom = _both(nhwc(data[p + 'x']), data[p + 'b'], nhwc(data[p + 'dy']), **kwargs)
-        assert rel_err(custom[0], nhwc(data[p + 'y'])) < 1e-5, c
-        assert rel_err(custom[1], nhwc(data[p + 'dx'])) < 1e-5, c
-        assert rel_err(custom[2], data[p + 'db']) < 1e-5, c
+def test_reference_cases(reference_filtered_lrelu_cases):
+    for case in reference_filtered_lrelu_cases:
+        y, dx, db = filtered_lrelu_and_gradients(case['x'], case['b'], case['dy'], 'custom', **case['kwargs'])
+        for got, key in ((y, 'y'), (dx, 'dx'), (db, 'db')):
+            assert rel_err(got, case[key]) < 1e-5, (key, case['kwargs'])
 
 
 def _random_case(rng):

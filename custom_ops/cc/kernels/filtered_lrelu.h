@@ -247,27 +247,27 @@ struct AfganTileRegions {
   AfganSpan dy, dx;        // dy region (gradient only).
 };
 
-// Regions of the forward tile whose outputs start at (oy0, ox0).
-AFGAN_HD AfganTileRegions afgan_forward_regions(const AfganPlan& plan, int oy0, int oh, int ox0, int ow) {
+// Regions of a tile whose outputs start at (oy0, ox0): `last` is the pass (per axis) that produces
+// the tile from the intermediate region, the forward up pass rebuilds that region from x, and
+// `dy_pass` (gradient only, else NULL) reads dy for it.
+AFGAN_HD AfganTileRegions afgan_tile_regions(const AfganPlan& plan, const AfganPass* last, const AfganPass* dy_pass,
+                                             int oy0, int oh, int ox0, int ow) {
   AfganTileRegions r;
-  r.ry = afgan_input_span(plan.fwd_down[1], oy0, oh);
-  r.rx = afgan_input_span(plan.fwd_down[0], ox0, ow);
+  r.ry = afgan_input_span(last[1], oy0, oh);
+  r.rx = afgan_input_span(last[0], ox0, ow);
   r.iy = afgan_input_span(plan.fwd_up[1], r.ry.lo, r.ry.len);
   r.ix = afgan_input_span(plan.fwd_up[0], r.rx.lo, r.rx.len);
-  r.dy = r.dx = AfganSpan{0, 0};
+  r.dy = dy_pass ? afgan_input_span(dy_pass[1], r.ry.lo, r.ry.len) : AfganSpan{0, 0};
+  r.dx = dy_pass ? afgan_input_span(dy_pass[0], r.rx.lo, r.rx.len) : AfganSpan{0, 0};
   return r;
 }
 
-// Regions of the gradient tile whose dx outputs start at (oy0, ox0).
+// Regions of the forward tile / the gradient tile whose (y or dx) outputs start at (oy0, ox0).
+AFGAN_HD AfganTileRegions afgan_forward_regions(const AfganPlan& plan, int oy0, int oh, int ox0, int ow) {
+  return afgan_tile_regions(plan, plan.fwd_down, nullptr, oy0, oh, ox0, ow);
+}
 AFGAN_HD AfganTileRegions afgan_backward_regions(const AfganPlan& plan, int oy0, int oh, int ox0, int ow) {
-  AfganTileRegions r;
-  r.ry = afgan_input_span(plan.bwd_up[1], oy0, oh);
-  r.rx = afgan_input_span(plan.bwd_up[0], ox0, ow);
-  r.iy = afgan_input_span(plan.fwd_up[1], r.ry.lo, r.ry.len);
-  r.ix = afgan_input_span(plan.fwd_up[0], r.rx.lo, r.rx.len);
-  r.dy = afgan_input_span(plan.bwd_down[1], r.ry.lo, r.ry.len);
-  r.dx = afgan_input_span(plan.bwd_down[0], r.rx.lo, r.rx.len);
-  return r;
+  return afgan_tile_regions(plan, plan.bwd_up, plan.bwd_down, oy0, oh, ox0, ow);
 }
 
 // The tile [start, start + size) clipped to [0, len).
