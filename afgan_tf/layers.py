@@ -94,10 +94,34 @@ def to_tf_kernel(weight):
 
 
 def conv2d(x, weight, padding=0, stride=1):
-    """Correlation with a reference-layout kernel and symmetric zero padding."""
+    """Correlation with a reference-layout kernel and symmetric zero padding, in the dtype of ``x``."""
     if padding:
         x = tf.pad(x, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
-    return tf.nn.conv2d(x, to_tf_kernel(weight), strides=stride, padding='VALID')
+    return tf.nn.conv2d(x, to_tf_kernel(tf.cast(weight, x.dtype)), strides=stride, padding='VALID')
+
+
+REDUCED_DTYPES = ('float16', 'bfloat16')
+
+
+def fp16_resolution(img_resolution, num_fp16_res):
+    """The lowest block resolution computed in reduced precision (NVIDIA's StyleGAN2 rule)."""
+    return max(2 ** (int(np.log2(img_resolution)) + 1 - int(num_fp16_res)), 8)
+
+
+class PrecisionMixin:
+    """A layer or block that may compute in reduced precision: ``compute_dtype`` is set at run time
+    (``set_precision`` of the networks); ``cast_in`` brings activations to it. Variables stay float32."""
+
+    compute_dtype_name = 'float32'
+
+    def cast_in(self, x):
+        return x if x is None else tf.cast(x, self.compute_dtype_name)
+
+
+def check_precision(dtype):
+    if dtype not in ('float32',) + REDUCED_DTYPES:
+        raise ValueError(f"precision must be 'float32', 'float16' or 'bfloat16', got {dtype!r}")
+    return dtype
 
 
 # ----------------------------------------------------------------------------
@@ -257,7 +281,9 @@ def modulated_conv2d(x, weight, styles, demodulate=True, padding=0, input_gain=N
         weight = weight * tf.math.rsqrt(tf.reduce_mean(tf.square(weight), axis=[1, 2, 3], keepdims=True))
         styles = styles * tf.math.rsqrt(tf.reduce_mean(tf.square(styles)))
     scale = styles if input_gain is None else styles * input_gain
-    x = x * scale[:, tf.newaxis, tf.newaxis, :]
+    # Reduced precision: the convolution runs in the dtype of x; the modulation and demodulation
+    # coefficients are computed in float32 (as the weights are stored) and cast.
+    x = x * tf.cast(scale, x.dtype)[:, tf.newaxis, tf.newaxis, :]
     if up == 1:
         x = conv2d(x, weight, padding=padding)
     else:
@@ -266,7 +292,8 @@ def modulated_conv2d(x, weight, styles, demodulate=True, padding=0, input_gain=N
         out_shape = [batch, (in_h - 1) * up + kh, (in_w - 1) * up + kw, out_channels]
         # conv2d_transpose correlates with the kernel flipped, i.e. true convolution here,
         # as the reference's conv2d_resample does for up > 1.
-        x = tf.nn.conv2d_transpose(x, tf.transpose(weight, [2, 3, 0, 1]), out_shape, strides=up, padding='VALID')
+        x = tf.nn.conv2d_transpose(x, tf.cast(tf.transpose(weight, [2, 3, 0, 1]), x.dtype), out_shape, strides=up,
+                                   padding='VALID')
         fw, fh = ops.filter_size(resample_filter)
         pad = [padding + (fw + up - 1) // 2 - (kw - 1), padding + (fw - up) // 2 - (kw - up),
                padding + (fh + up - 1) // 2 - (kh - 1), padding + (fh - up) // 2 - (kh - up)]
@@ -274,5 +301,5 @@ def modulated_conv2d(x, weight, styles, demodulate=True, padding=0, input_gain=N
     if demodulate:
         wsq = tf.transpose(tf.reduce_sum(tf.square(weight), axis=[2, 3]))      # [I, O]
         dcoefs = tf.math.rsqrt(tf.matmul(tf.square(styles), wsq) + 1e-8)        # [N, O]
-        x = x * dcoefs[:, tf.newaxis, tf.newaxis, :]
+        x = x * tf.cast(dcoefs, x.dtype)[:, tf.newaxis, tf.newaxis, :]
     return x

@@ -160,6 +160,13 @@ class Generator(keras.Model):
         """``{reference state-dict name: variable}`` for every parameter and buffer variable."""
         return {**reference_variables(self.mapping, 'mapping.'), **reference_variables(self.synthesis, 'synthesis.')}
 
+    def set_precision(self, dtype='float32'):
+        """Computes the layers of the top ``num_fp16_res`` resolutions in ``dtype`` ('float16' or 'bfloat16'),
+        as NVIDIA's float16 path does; 'float32' (the default) computes everything in float32. Weights
+        stay float32; the output is float32. A run-time setting (call before tracing), not part of the
+        config. Returns the names of the reduced layers."""
+        return self.synthesis.set_precision(dtype)
+
     def get_config(self):
         return {'name': self.name, 'architecture': self.architecture, 'z_dim': self.z_dim, 'w_dim': self.w_dim,
                 'img_resolution': self.img_resolution, 'img_channels': self.img_channels, 'c_dim': self.c_dim,
@@ -177,7 +184,7 @@ class Discriminator(keras.Model):
                  architecture='resnet',         # Only 'resnet'.
                  channel_base=32768,            # Overall multiplier for the number of channels.
                  channel_max=512,               # Maximum number of channels in any layer.
-                 num_fp16_res=4,                # Accepted for compatibility; computation is float32.
+                 num_fp16_res=4,                # Blocks of the top resolutions that set_precision reduces.
                  conv_clamp=256,                # Clamp of conv outputs, None = disable.
                  cmap_dim=None,                 # Dimensionality of the mapped label, None = default.
                  block_kwargs=None,             # Arguments of DiscriminatorBlock (e.g. freeze_layers).
@@ -209,6 +216,10 @@ class Discriminator(keras.Model):
     def reference_variables(self):
         """``{reference state-dict name: variable}`` for every parameter and buffer variable."""
         return reference_variables(self.net)
+
+    def set_precision(self, dtype='float32'):
+        """Computes the blocks of the top ``num_fp16_res`` resolutions in ``dtype`` (see Generator)."""
+        return self.net.set_precision(dtype)
 
     def get_config(self):
         return {'name': self.name, **_plain(self._config)}

@@ -9,8 +9,8 @@ import tensorflow as tf
 
 from afgan_tf import filters as filters_lib
 from afgan_tf import ops
-from afgan_tf.layers import (FullyConnected, MappingNetwork, RefLayer, check_resolution, check_synthesis_args, conv2d,
-                             modulated_conv2d)
+from afgan_tf.layers import (FullyConnected, MappingNetwork, PrecisionMixin, RefLayer, check_precision,
+                             check_resolution, check_synthesis_args, conv2d, fp16_resolution, modulated_conv2d)
 
 SQRT_HALF = float(np.sqrt(0.5))
 
@@ -65,9 +65,9 @@ class SynthesisLayer(RefLayer):
         if self.use_noise and noise_mode == 'random':
             shape = [tf.shape(x)[0], self.resolution, self.resolution, 1]
             noise = noise_rng.normal(shape) if noise_rng is not None else tf.random.normal(shape)
-            x = x + noise * self.noise_strength
+            x = x + tf.cast(noise * self.noise_strength, x.dtype)
         elif self.use_noise and noise_mode == 'const':
-            x = x + (self.noise_const * self.noise_strength)[tf.newaxis, :, :, tf.newaxis]
+            x = x + tf.cast(self.noise_const * self.noise_strength, x.dtype)[tf.newaxis, :, :, tf.newaxis]
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return ops.bias_act(x, self.bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
 
@@ -105,7 +105,7 @@ class ToRGBLayer(RefLayer):
                 'seed': self.seed}
 
 
-class SynthesisBlock(RefLayer):
+class SynthesisBlock(PrecisionMixin, RefLayer):
     """One resolution of the skip-architecture generator: [const | up-conv], conv, ToRGB."""
 
     def __init__(self,
@@ -150,14 +150,14 @@ class SynthesisBlock(RefLayer):
     def call(self, x, img, ws, noise_mode='random', noise_rng=None):
         if self.in_channels == 0:
             const = tf.transpose(self.const, [1, 2, 0])[tf.newaxis]
-            x = tf.tile(const, [tf.shape(ws)[0], 1, 1, 1])
+            x = self.cast_in(tf.tile(const, [tf.shape(ws)[0], 1, 1, 1]))
             x = self.conv1(x, ws[:, 0], noise_mode=noise_mode, noise_rng=noise_rng)
         else:
-            x = self.conv0(x, ws[:, 0], noise_mode=noise_mode, noise_rng=noise_rng)
+            x = self.conv0(self.cast_in(x), ws[:, 0], noise_mode=noise_mode, noise_rng=noise_rng)
             x = self.conv1(x, ws[:, 1], noise_mode=noise_mode, noise_rng=noise_rng)
         if img is not None:
             img = ops.upsample2d(img, self.resample_filter)
-        y = self.torgb(x, ws[:, self.num_conv])
+        y = tf.cast(self.torgb(x, ws[:, self.num_conv]), 'float32')     # The image is kept in float32.
         img = y if img is None else img + y
         return x, img
 
@@ -178,7 +178,7 @@ class SynthesisNetwork(RefLayer):
                  img_channels,              # Number of output color channels.
                  channel_base=32768,        # Overall multiplier for the number of channels.
                  channel_max=512,           # Maximum number of channels in any layer.
-                 num_fp16_res=4,            # Accepted for compatibility; computation is float32.
+                 num_fp16_res=4,            # Blocks of the top resolutions that set_precision reduces.
                  architecture='skip',       # Generator architecture (only 'skip').
                  resample_filter=(1, 3, 3, 1),  # Low-pass filter for resampling.
                  conv_clamp=256,            # Clamp of conv outputs, None = disable.
@@ -221,6 +221,15 @@ class SynthesisNetwork(RefLayer):
                            noise_rng=noise_rng)
             w_idx += block.num_conv
         return img
+
+    def set_precision(self, dtype='float32'):
+        """Runs the blocks NVIDIA runs in float16 (the top num_fp16_res resolutions, >= 8) in ``dtype``."""
+        check_precision(dtype)
+        lowest = fp16_resolution(self.img_resolution, self._config.get('num_fp16_res') or 0)
+        reduced = [res for res in self.block_resolutions if res >= lowest and self._config.get('num_fp16_res')]
+        for res in self.block_resolutions:
+            getattr(self, f'b{res}').compute_dtype_name = dtype if res in reduced else 'float32'
+        return [f'b{res}' for res in reduced] if dtype != 'float32' else []
 
     def get_config(self):
         return {**super().get_config(), 'w_dim': self.w_dim, 'img_resolution': self.img_resolution,
@@ -283,7 +292,7 @@ class Conv2dLayer(RefLayer):
                 'seed': self.seed}
 
 
-class DiscriminatorBlock(RefLayer):
+class DiscriminatorBlock(PrecisionMixin, RefLayer):
     """Residual discriminator block: [fromrgb], conv0, conv1 (down 2), 1x1 skip (down 2)."""
 
     def __init__(self,
@@ -327,7 +336,8 @@ class DiscriminatorBlock(RefLayer):
 
     def call(self, x, img):
         if self.in_channels == 0:
-            x = self.fromrgb(img)
+            x = self.fromrgb(self.cast_in(img))
+        x = self.cast_in(x)
         y = self.skip(x, gain=SQRT_HALF)
         x = self.conv0(x)
         x = self.conv1(x, gain=SQRT_HALF)
@@ -390,6 +400,7 @@ class DiscriminatorEpilogue(RefLayer):
         self.built = True
 
     def call(self, x, cmap=None):
+        x = tf.cast(x, 'float32')           # The epilogue always runs in float32.
         if self.mbstd_num_channels > 0:
             x = minibatch_stddev(x, self.mbstd_group_size, self.mbstd_num_channels)
         x = self.conv(x)
@@ -415,6 +426,7 @@ class DiscriminatorNetwork(RefLayer):
         super().__init__(**kwargs)
         check_resolution(img_resolution)
         self.c_dim, self.img_resolution, self.img_channels = int(c_dim), int(img_resolution), int(img_channels)
+        self.num_fp16_res = int(num_fp16_res or 0)
         log2 = int(np.log2(img_resolution))
         self.block_resolutions = [2 ** i for i in range(log2, 2, -1)]
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
@@ -447,3 +459,12 @@ class DiscriminatorNetwork(RefLayer):
                 raise ValueError(f'c is required: this discriminator is conditional (c_dim={self.c_dim})')
             cmap = self.mapping(None, c)
         return self.b4(x, cmap)
+
+    def set_precision(self, dtype='float32'):
+        """Runs the blocks NVIDIA runs in float16 (the top num_fp16_res resolutions, >= 8) in ``dtype``."""
+        check_precision(dtype)
+        lowest = fp16_resolution(self.img_resolution, self.num_fp16_res)
+        reduced = [res for res in self.block_resolutions if res >= lowest and self.num_fp16_res and dtype != 'float32']
+        for res in self.block_resolutions:
+            getattr(self, f'b{res}').compute_dtype_name = dtype if res in reduced else 'float32'
+        return [f'b{res}' for res in reduced]

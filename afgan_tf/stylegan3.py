@@ -5,7 +5,8 @@ import tensorflow as tf
 
 from afgan_tf import filters as filters_lib
 from afgan_tf import ops
-from afgan_tf.layers import FullyConnected, RefLayer, check_synthesis_args, modulated_conv2d
+from afgan_tf.layers import (FullyConnected, PrecisionMixin, RefLayer, check_precision, check_synthesis_args,
+                             modulated_conv2d)
 from afgan_tf.stylegan3_layers import stylegan3_layer_specs
 
 
@@ -78,7 +79,7 @@ class SynthesisInput(RefLayer):
                 'sampling_rate': self.sampling_rate, 'bandwidth': self.bandwidth, 'seed': self.seed}
 
 
-class SynthesisLayer(RefLayer):
+class SynthesisLayer(PrecisionMixin, RefLayer):
     """Modulated conv + filtered leaky ReLU (upsample, bias, lrelu, clamp, low-pass, downsample)."""
 
     def __init__(self,
@@ -120,6 +121,7 @@ class SynthesisLayer(RefLayer):
         styles = self.affine(w)
         if self.is_torgb:
             styles = styles * float(1 / np.sqrt(self.in_channels * self.conv_kernel ** 2))
+        x = self.cast_in(x)
         x = modulated_conv2d(x, self.weight, styles, demodulate=not self.is_torgb, padding=self.conv_kernel - 1,
                              input_gain=tf.math.rsqrt(self.magnitude_ema), prenormalize=True)
         s = self.spec
@@ -148,7 +150,7 @@ class SynthesisNetwork(RefLayer):
                  last_stopband_rel=2 ** 0.3,  # Minimum stopband of the last layer, relative to its cutoff.
                  margin_size=10,            # Number of additional pixels outside the image.
                  output_scale=0.25,         # Scale factor of the output image.
-                 num_fp16_res=4,            # Accepted for compatibility; computation is float32.
+                 num_fp16_res=4,            # Layers of the top resolutions that set_precision reduces.
                  conv_kernel=3,             # Convolution kernel size (1 for StyleGAN3-R).
                  filter_size=6,             # Low-pass filter size relative to the lower rate.
                  lrelu_upsampling=2,        # Relative sampling rate of the leaky ReLU.
@@ -193,9 +195,21 @@ class SynthesisNetwork(RefLayer):
         for idx, name in enumerate(self.layer_names):
             x = getattr(self, name)(x, ws[:, idx + 1], update_emas=update_emas, impl=impl)
             activations[name] = x
+        x = tf.cast(x, 'float32')
         if self.output_scale != 1:
             x = x * self.output_scale
         return (x, activations) if return_activations else x
+
+    def set_precision(self, dtype='float32'):
+        """Runs the layers NVIDIA runs in float16 (output sampling rate * 2^num_fp16_res > resolution) in
+        ``dtype`` ('float16' / 'bfloat16'), the others in float32; 'float32': all of them."""
+        check_precision(dtype)
+        scale = 2 ** int(self._config.get('num_fp16_res') or 0)
+        for name in self.layer_names:
+            layer = getattr(self, name)
+            reduced = layer.spec['out_sampling_rate'] * scale > self.img_resolution
+            layer.compute_dtype_name = dtype if reduced else 'float32'
+        return [name for name in self.layer_names if getattr(self, name).compute_dtype_name != 'float32']
 
     def get_config(self):
         return {**super().get_config(), 'w_dim': self.w_dim, 'img_resolution': self.img_resolution,

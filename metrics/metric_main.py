@@ -130,7 +130,7 @@ class MetricContext:
         self.inception_path, self.vgg16_path, self.cache, self.seed = inception_path, vgg16_path, cache, seed
         self.log, self.progress = log, progress
         self._detectors = {}
-        self._real = self._data_hash = None
+        self._reader = self._data_hash = None
         # NVIDIA's metrics call G(z, c) with its default noise_mode, 'random' (StyleGAN2's per-pixel noise).
         self._gen_fn = tf.function(lambda z, c: to_uint8_tf(G(z, c, noise_mode='random')))
 
@@ -148,25 +148,22 @@ class MetricContext:
         return self._detectors[kind]
 
     # Data ------------------------------------------------------------------------------------
-    def real_images(self):
+    def reader(self):
+        """The dataset (streamed: its images are read batch by batch, never all at once)."""
         if self.data is None:
             raise MetricInputError('data: this metric compares with real images; give the dataset (--data)')
-        if self._real is None:
-            from afgan_tf.training.dataset import load_images
+        if self._reader is None:
+            from afgan_tf.training.dataset import DatasetReader
             try:
-                self._real = load_images(self.data)
+                self._reader = DatasetReader.open(self.data)
             except (OSError, ValueError) as e:      # Missing or unreadable dataset (DatasetError is a ValueError).
                 raise MetricInputError(f'data: {e}') from e
-        return self._real
+        return self._reader
 
     def _dataset_hash(self):
         """Content hash of the dataset, read once per context (snapshots reuse it)."""
         if self._data_hash is None:
-            from afgan_tf.training.dataset import fingerprint
-            try:
-                self._data_hash = fingerprint(self.data)
-            except (OSError, ValueError) as e:
-                raise MetricInputError(f'data: {e}') from e
+            self._data_hash = self.reader().fingerprint
         return self._data_hash
 
     def real_stats(self, detector_kind, max_items, capture_all):
@@ -178,12 +175,12 @@ class MetricContext:
         if path and os.path.isfile(path):
             self.log(f'real {detector_kind} features: cached {path}')
             return scores.FeatureStats.from_dict(dict(np.load(path)))
-        images, _ = self.real_images()
-        images = images[:max_items] if max_items else images
+        from afgan_tf.training.dataset import iterate_batches
+        total = min(max_items or self.reader().num_images, self.reader().num_images)
         stats = scores.FeatureStats(capture_all=capture_all)
-        for i in range(0, len(images), self.batch_size):
-            stats.append(detect(images[i:i + self.batch_size], batch_size=self.batch_size))
-            self._report(f'real {detector_kind} features', min(i + self.batch_size, len(images)), len(images))
+        for images in iterate_batches(self.reader(), self.batch_size, max_items):
+            stats.append(detect(images, batch_size=self.batch_size))
+            self._report(f'real {detector_kind} features', stats.num_items, total)
         if path:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = path + '.tmp.npz'
@@ -195,7 +192,7 @@ class MetricContext:
     def labels(self, n, rng):
         if not self.G.c_dim:
             return None
-        labels = self.real_images()[1] if self.data is not None else None
+        labels = self.reader().labels if self.data is not None else None
         idx = rng.choice(labels, n) if labels is not None else rng.integers(0, self.G.c_dim, n)
         return np.eye(self.G.c_dim, dtype=np.float32)[idx]
 

@@ -1,4 +1,5 @@
-"""Datasets: the reference's format (a zip of PNGs + dataset.json) and a tf.data loader.
+"""Datasets: the reference's format (a zip of PNGs + dataset.json), TFRecord shards, and a streaming
+tf.data loader.
 
 Writing: ``convert(source, dest, resolution, transform)`` reads a folder or zip of
 images, or the built-in ``fashion-mnist`` source (Debian package
@@ -11,15 +12,22 @@ files and decompression bombs are skipped and counted; sizes that differ without
 ``resolution`` are refused. Labels must be class indices in [0, MAX_CLASSES), checked when
 written and when read.
 
-Reading: ``load_images(path)`` returns uint8 NHWC images (and labels) in memory, and
-``make_dataset`` builds the tf.data pipeline (shuffle, x-flip, batch, prefetch,
-per-replica sharding).
+``convert(..., format='tfrecord', shards=N)`` writes the same images and labels as a directory
+of N TFRecord shards and dataset.json instead (the TensorFlow convention for multi-worker and
+TPU input; read through tf.io.gfile, so any path it opens works).
+
+Reading: ``DatasetReader.open(path)`` describes a zip, folder or TFRecord directory without
+loading it; ``make_dataset`` streams it through tf.data (parallel read and decode, a per-epoch
+order that depends only on (seed, epoch), x-flips, labels, per-replica sharding, prefetch), and
+``iterate_batches`` streams it in stored order for statistics. Nothing holds the dataset in
+memory or in the graph. ``load_images`` (everything in memory) is for small data and tests.
 """
 
 import gzip
 import io
 import json
 import pathlib
+import shutil
 import zipfile
 
 import numpy as np
@@ -212,9 +220,85 @@ def fit_image(img, resolution, transform='center-crop'):
     return out[:, :, np.newaxis] if out.ndim == 2 else out
 
 
-def convert(source, dest, resolution=None, transform='center-crop', max_images=None, channels=None, log=print):
-    """Writes the dataset zip; returns a summary dict (counts of written, converted and skipped images).
+class _ZipWriter:
+    """Writes NVIDIA's format: a zip of PNGs and dataset.json (to a temporary name, moved into place)."""
 
+    def __init__(self, dest):
+        if dest.suffix != '.zip':
+            raise DatasetError(f'--dest must be a .zip file (or use --format tfrecord), got {dest}')
+        self.dest, self.tmp = dest, dest.with_name(f'.{dest.name}.tmp')
+        self.zip = zipfile.ZipFile(self.tmp, 'w', compression=zipfile.ZIP_STORED)
+
+    def add(self, index, name, png, label):
+        self.zip.writestr(name, png)
+
+    def finish(self, labels_json, shape, num_images):
+        self.zip.writestr('dataset.json', labels_json)
+        self.zip.close()
+        self.tmp.replace(self.dest)
+
+    def abort(self):
+        self.zip.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class _TFRecordWriter:
+    """Writes a directory of TFRecord shards (Example: image = PNG bytes, index, label) and dataset.json
+    with the shape, the labels and the fingerprint the same images have as a zip."""
+
+    def __init__(self, dest, shards):
+        import tensorflow as tf
+        if not 1 <= shards <= 4096:
+            raise DatasetError(f'--shards must be in [1, 4096], got {shards}')
+        self.dest, self.tmp = dest, dest.with_name(f'.{dest.name}.tmp')
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
+        self.names = [f'shard-{i:05d}-of-{shards:05d}.tfrecord' for i in range(shards)]
+        self.writers = [tf.io.TFRecordWriter(str(self.tmp / n)) for n in self.names]
+        self.fingerprint, self.labels = _Fingerprint(), []
+        self.entries = []
+
+    def add(self, index, name, png, label):
+        import zlib
+        import tensorflow as tf
+        feature = {'image': tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+                   'index': tf.train.Feature(int64_list=tf.train.Int64List(value=[index])),
+                   'label': tf.train.Feature(int64_list=tf.train.Int64List(value=[-1 if label is None else label]))}
+        self.writers[index % len(self.writers)].write(
+            tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+        self.entries.append((name, len(png), zlib.crc32(png)))
+        self.labels.append(label)
+
+    def finish(self, labels_json, shape, num_images):
+        import zlib
+        for writer in self.writers:
+            writer.close()
+        raw = labels_json.encode()
+        for entry in sorted(self.entries + [('dataset.json', len(raw), zlib.crc32(raw))]):
+            self.fingerprint.add(*entry)
+        has_labels = all(label is not None for label in self.labels)
+        meta = dict(format=TFRECORD_FORMAT, num_images=num_images, shape=list(shape), shards=self.names,
+                    labels=self.labels if has_labels else None, fingerprint=self.fingerprint.hexdigest())
+        (self.tmp / 'dataset.json').write_text(json.dumps(meta))
+        if self.dest.exists():
+            shutil.rmtree(self.dest)
+        self.tmp.replace(self.dest)
+
+    def abort(self):
+        for writer in self.writers:
+            writer.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+FORMATS = ('zip', 'tfrecord')
+
+
+def convert(source, dest, resolution=None, transform='center-crop', max_images=None, channels=None, log=print,
+            format='zip', shards=16):
+    """Writes the dataset; returns a summary dict (counts of written, converted and skipped images).
+
+    ``format`` 'zip': NVIDIA's zip of PNGs + dataset.json; 'tfrecord': a directory of ``shards``
+    TFRecord files + dataset.json (the same images and labels; the same fingerprint).
     ``channels`` (1 or 3): every image is converted to it; None: the majority of the source's
     images. Corrupt images and decompression bombs are skipped and counted; labels are checked
     (``check_label``).
@@ -224,43 +308,42 @@ def convert(source, dest, resolution=None, transform='center-crop', max_images=N
         raise DatasetError(f'--resolution must be a power of two >= 4, got {resolution}')
     if channels not in (None, 1, 3):
         raise DatasetError(f'--channels must be 1 or 3, got {channels}')
+    if format not in FORMATS:
+        raise DatasetError(f'--format must be one of {FORMATS}, got {format!r}')
     dest = pathlib.Path(dest)
-    if dest.suffix != '.zip':
-        raise DatasetError(f'--dest must be a .zip file, got {dest}')
-    tmp = dest.with_name(f'.{dest.name}.tmp')
+    writer = _ZipWriter(dest) if format == 'zip' else _TFRecordWriter(dest, shards)
     counts = dict(written=0, corrupt=0, too_large=0, converted=0)
     labels, shape = [], None
     try:
-        with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_STORED) as out:
-            for name, img, label in _iterate_source(source, max_images, channels, counts):
-                if img is None:
-                    continue
-                if resolution is not None:
-                    img = fit_image(img, resolution, transform)
-                elif img.shape[0] != img.shape[1] or img.shape[0] & (img.shape[0] - 1):
-                    raise DatasetError(f'{name} is {img.shape[1]}x{img.shape[0]}: give --resolution (a power of two) '
-                                       'to crop/pad and resize')
-                if shape is None:
-                    shape = img.shape
-                elif img.shape != shape:
-                    raise DatasetError(f'images have different sizes ({name} is {img.shape[:2]}, the first was '
-                                       f'{shape[:2]}): give --resolution to bring them to one size')
-                idx = counts['written']
-                archive_name = f'{idx // 1000:05d}/img{idx:08d}.png'
-                buf = io.BytesIO()
-                Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(buf, format='png', compress_level=0,
-                                                                                optimize=False)
-                out.writestr(archive_name, buf.getvalue())
-                labels.append([archive_name, None if label is None else check_label(label, name)])
-                counts['written'] += 1
-            if counts['written'] == 0:
-                raise DatasetError(f'no usable images in {source} ({counts["corrupt"]} corrupt, '
-                                   f'{counts["too_large"]} too large to decode safely)')
-            has_labels = all(label is not None for _, label in labels)
-            out.writestr('dataset.json', json.dumps({'labels': labels if has_labels else None}))
-        tmp.replace(dest)
+        for name, img, label in _iterate_source(source, max_images, channels, counts):
+            if img is None:
+                continue
+            if resolution is not None:
+                img = fit_image(img, resolution, transform)
+            elif img.shape[0] != img.shape[1] or img.shape[0] & (img.shape[0] - 1):
+                raise DatasetError(f'{name} is {img.shape[1]}x{img.shape[0]}: give --resolution (a power of two) '
+                                   'to crop/pad and resize')
+            if shape is None:
+                shape = img.shape
+            elif img.shape != shape:
+                raise DatasetError(f'images have different sizes ({name} is {img.shape[:2]}, the first was '
+                                   f'{shape[:2]}): give --resolution to bring them to one size')
+            idx = counts['written']
+            archive_name = f'{idx // 1000:05d}/img{idx:08d}.png'
+            buf = io.BytesIO()
+            Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(buf, format='png', compress_level=0,
+                                                                            optimize=False)
+            label = None if label is None else check_label(label, name)
+            writer.add(idx, archive_name, buf.getvalue(), label)
+            labels.append([archive_name, label])
+            counts['written'] += 1
+        if counts['written'] == 0:
+            raise DatasetError(f'no usable images in {source} ({counts["corrupt"]} corrupt, '
+                               f'{counts["too_large"]} too large to decode safely)')
+        has_labels = all(label is not None for _, label in labels)
+        writer.finish(json.dumps({'labels': labels if has_labels else None}), shape, counts['written'])
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        writer.abort()
         raise
     target = counts.pop('channels')
     if counts['converted']:
@@ -269,69 +352,262 @@ def convert(source, dest, resolution=None, transform='center-crop', max_images=N
     if counts['corrupt'] or counts['too_large']:
         log(f'skipped {counts["corrupt"]} corrupt image(s) and {counts["too_large"]} image(s) with more pixels than '
             f'the decompression-bomb limit ({Image.MAX_IMAGE_PIXELS * 2})')
-    return dict(counts, resolution=int(shape[0]), channels=int(shape[2]), labels=has_labels, dest=str(dest))
+    return dict(counts, resolution=int(shape[0]), channels=int(shape[2]), labels=has_labels, dest=str(dest),
+                format=format)
 
 
 # ----------------------------------------------------------------------------
-# Loading.
+# Reading.
+
+TFRECORD_FORMAT = 'afgan-tfrecord'        # dataset.json 'format' of a TFRecord dataset directory.
+
+
+class _Fingerprint:
+    """The content hash of a dataset: SHA-1 over every image's name, size and CRC-32 (a zip's own
+    directory holds these, so a zip costs no pass over its images)."""
+
+    def __init__(self):
+        import hashlib
+        self.h = hashlib.sha1()
+
+    def add(self, name, size, crc):
+        self.h.update(f'{name}\0{size}\0{crc:08x}\n'.encode())
+
+    def hexdigest(self):
+        return self.h.hexdigest()
+
 
 def fingerprint(path):
-    """A content hash of a dataset zip or folder (hex). A zip's is read from its directory (every
-    member's name, size and CRC-32), so it costs no pass over the images; a folder's hashes every file."""
-    import hashlib
-    from afgan_tf.cache import file_digest
-    path = pathlib.Path(path)
-    h = hashlib.sha1()
-    if path.is_dir():
-        for file in sorted(p for p in path.rglob('*') if p.is_file()):
-            h.update(f'{file.relative_to(path).as_posix()}\0{file_digest(file)}\n'.encode())
-        return h.hexdigest()
-    try:
-        with zipfile.ZipFile(path) as z:
-            for info in sorted(z.infolist(), key=lambda i: i.filename):
-                h.update(f'{info.filename}\0{info.file_size}\0{info.CRC:08x}\n'.encode())
-    except zipfile.BadZipFile:
-        raise DatasetError(f'{path} is neither a folder nor a zip') from None
-    return h.hexdigest()
+    """A content hash of a dataset zip, folder or TFRecord directory (hex). A TFRecord directory written
+    by ``convert`` records the hash the same images have as a zip, so both fingerprints agree."""
+    return DatasetReader.open(path).fingerprint
+
+
+class DatasetReader:
+    """A dataset on disk, read lazily: a zip or folder of PNGs (``convert``'s format, NVIDIA's), or a
+    directory of TFRecord shards (``convert(..., format='tfrecord')``). ``open`` chooses the reader.
+
+    Attributes: ``num_images``, ``resolution``, ``channels``, ``labels`` (int array [N] or None),
+    ``fingerprint`` (content hash). ``keys(epoch, seed, shuffle)`` is a tf.data stream of what one
+    epoch visits, in its order (a function of (seed, epoch) only); ``load(key)`` turns a key into
+    (uint8 image [H, W, C], dataset index) inside tf.data, so skipping to a position costs no decoding.
+    """
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    @staticmethod
+    def open(path):
+        """The reader of ``path``; DatasetError if it is not a dataset."""
+        if isinstance(path, DatasetReader):
+            return path
+        import tensorflow as tf
+        text = str(path)
+        if tf.io.gfile.isdir(text) and tf.io.gfile.exists(f'{text}/dataset.json') and \
+                tf.io.gfile.glob(f'{text}/*.tfrecord'):
+            return TFRecordReader(text)
+        local = pathlib.Path(text)
+        if local.is_dir():
+            return FolderReader(local)
+        if local.is_file():
+            return ZipReader(local)
+        raise DatasetError(f'{path} not found')
+
+    def _check_shape(self, shape):
+        h, w, c = shape
+        if h != w or h & (h - 1) or h < 4 or c not in (1, 3):
+            raise DatasetError(f'{self.path}: images must be square with a power-of-two size >= 4 and 1 or 3 '
+                               f'channels, got {w}x{h}x{c} (convert it with afgan-dataset)')
+        self.resolution, self.channels = int(h), int(c)
+
+    @property
+    def c_dim(self):
+        return int(self.labels.max()) + 1 if self.labels is not None and len(self.labels) else 0
+
+    def keys(self, epoch, seed, shuffle):
+        return _tf().data.Dataset.from_tensor_slices(example_order(self.num_images, seed, epoch, shuffle))
+
+    def _decode(self, data):
+        tf = _tf()
+        img = tf.io.decode_image(data, channels=self.channels, dtype=tf.uint8, expand_animations=False)
+        return tf.ensure_shape(img, [self.resolution, self.resolution, self.channels])
+
+
+def _tf():
+    import tensorflow as tf
+    return tf
+
+
+class _ImageFilesReader(DatasetReader):
+    """Zip and folder readers: image names in sorted order, labels from dataset.json."""
+
+    def _finish(self, names, first_bytes, infos):
+        if not names:
+            raise DatasetError(f'{self.path} contains no images')
+        from PIL import Image
+        try:
+            with Image.open(io.BytesIO(first_bytes)) as img:
+                from afgan_tf import image_reading
+                shape = (img.size[1], img.size[0], image_reading.channel_count(img.mode))
+        except Exception as e:  # noqa: BLE001 - any unreadable first image.
+            raise DatasetError(f'{self.path}: cannot read {names[0]}: {e}') from None
+        self._check_shape(shape)
+        self.names, self.num_images = names, len(names)
+        labels = _source_labels(self.path)
+        self.labels = np.array([labels[n] for n in names], np.int64) \
+            if labels and all(labels.get(n) is not None for n in names) else None
+        self._infos = infos
+
+    @property
+    def fingerprint(self):
+        if getattr(self, '_fingerprint', None) is None:
+            fp = _Fingerprint()
+            for name, size, crc in sorted(self._infos()):
+                fp.add(name, size, crc)
+            self._fingerprint = fp.hexdigest()
+        return self._fingerprint
+
+
+class ZipReader(_ImageFilesReader):
+    """A zip of images (members read in tf.data through a thread-safe zipfile handle)."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        from afgan_tf import image_reading
+        try:
+            self._zip = zipfile.ZipFile(path)
+            names = image_reading.list_images(path)
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise DatasetError(f'{path} is neither a folder nor a zip of images ({e})') from None
+        self._finish(names, self._zip.read(names[0]) if names else b'',
+                     lambda: [(i.filename, i.file_size, i.CRC) for i in self._zip.infolist()])
+
+    def load(self, index):
+        tf = _tf()
+        names = self.names
+        data = tf.py_function(lambda i: self._zip.read(names[int(i)]), [index], tf.string)
+        return self._decode(tf.reshape(data, [])), index
+
+
+class FolderReader(_ImageFilesReader):
+    """A folder of images (files read by tf.io.read_file)."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        from afgan_tf import image_reading
+        self._root = pathlib.Path(path)
+        names = image_reading.list_images(path)
+        self._paths = None
+        self._finish(names, (self._root / names[0]).read_bytes() if names else b'', self._file_infos)
+
+    def _file_infos(self):
+        import zlib
+        out = []
+        for file in sorted(p for p in self._root.rglob('*') if p.is_file()):
+            data = file.read_bytes()
+            out.append((file.relative_to(self._root).as_posix(), len(data), zlib.crc32(data)))
+        return out
+
+    def load(self, index):
+        tf = _tf()
+        if self._paths is None:
+            self._paths = tf.constant([str(self._root / n) for n in self.names])
+        return self._decode(tf.io.read_file(tf.gather(self._paths, index))), index
+
+
+class ArrayReader(DatasetReader):
+    """Images already in memory (uint8 [N, H, W, C]): small data and tests."""
+
+    def __init__(self, images, labels=None):
+        super().__init__('<array>')
+        self.images = np.asarray(images)
+        self._check_shape(self.images.shape[1:])
+        self.num_images = len(self.images)
+        self.labels = None if labels is None else np.asarray(labels, np.int64)
+        self._tensor = None
+        self.fingerprint = None
+
+    def load(self, index):
+        if self._tensor is None:
+            self._tensor = _tf().constant(self.images)
+        return _tf().gather(self._tensor, index), index
+
+
+class TFRecordReader(DatasetReader):
+    """A directory of TFRecord shards and dataset.json (any path tf.io.gfile can open). An epoch visits
+    the shards in an order permuted by (seed, epoch), interleaved, through a bounded shuffle buffer
+    seeded by (seed, epoch): deterministic, and nothing but the buffer is held in memory."""
+
+    SHUFFLE_BUFFER = 4096
+
+    def __init__(self, path):
+        super().__init__(path)
+        tf = _tf()
+        try:
+            meta = json.loads(tf.io.gfile.GFile(f'{path}/dataset.json').read())
+        except ValueError as e:
+            raise DatasetError(f'{path}/dataset.json is not valid JSON: {e}') from None
+        if not isinstance(meta, dict) or meta.get('format') != TFRECORD_FORMAT:
+            raise DatasetError(f'{path}/dataset.json does not describe an {TFRECORD_FORMAT} dataset')
+        self.shards = [f'{path}/{name}' for name in meta['shards']]
+        self.num_images = int(meta['num_images'])
+        self._check_shape(tuple(meta['shape']))
+        labels = meta.get('labels')
+        self.labels = None if labels is None else np.array([check_label(v, f'{path}/dataset.json') for v in labels],
+                                                             np.int64)
+        self.fingerprint = meta['fingerprint']
+
+    def keys(self, epoch, seed, shuffle):
+        tf = _tf()
+        files = tf.constant(self.shards)
+        if shuffle:
+            files = tf.random.experimental.stateless_shuffle(
+                files, seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]))
+        ds = tf.data.Dataset.from_tensor_slices(files).interleave(
+            tf.data.TFRecordDataset, cycle_length=min(4, len(self.shards)), block_length=1,
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if shuffle:
+            epoch_seed = tf.cast(seed, tf.int64) * 1000003 + tf.cast(epoch, tf.int64)
+            ds = ds.shuffle(self.SHUFFLE_BUFFER, seed=epoch_seed, reshuffle_each_iteration=False)
+        return ds
+
+    def load(self, record):
+        tf = _tf()
+        example = tf.io.parse_single_example(record, {'image': tf.io.FixedLenFeature([], tf.string),
+                                                      'index': tf.io.FixedLenFeature([], tf.int64)})
+        return self._decode(example['image']), example['index']
 
 
 def describe(path):
     """{'num_images', 'resolution', 'channels', 'c_dim' (0 without labels), 'fingerprint'} of a dataset
-    zip or folder, from its first image and its labels (the images are not loaded)."""
-    from afgan_tf import image_reading
-    try:
-        names = image_reading.list_images(path)
-        first = next(image_reading.iterate_images(path, 1), None)
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise DatasetError(f'{path}: {e}') from None
-    if first is None:
-        raise DatasetError(f'{path} contains no images')
-    _, img = first
-    if img.shape[0] != img.shape[1] or img.shape[0] & (img.shape[0] - 1) or img.shape[0] < 4:
-        raise DatasetError(f'{path}: images must be square with a power-of-two size >= 4, got '
-                           f'{img.shape[1]}x{img.shape[0]} (convert it with afgan-dataset)')
-    labels = _source_labels(path)
-    complete = labels and all(labels.get(n) is not None for n in names)
-    return dict(num_images=len(names), resolution=int(img.shape[0]), channels=int(img.shape[2]),
-                c_dim=max(labels.values()) + 1 if complete else 0, fingerprint=fingerprint(path))
+    (no image is loaded)."""
+    reader = DatasetReader.open(path)
+    return dict(num_images=reader.num_images, resolution=reader.resolution, channels=reader.channels,
+                c_dim=reader.c_dim, fingerprint=reader.fingerprint)
+
+
+def iterate_batches(path, batch_size, max_images=None):
+    """uint8 NHWC batches of a dataset in its stored order (for statistics), streamed."""
+    ds = make_dataset(path, batch_size, shuffle=False, repeat=False, raw=True, drop_remainder=False)
+    count = 0
+    for batch in ds:
+        batch = batch.numpy()
+        if max_images is not None:
+            batch = batch[:max_images - count]
+        count += len(batch)
+        if len(batch):
+            yield batch
+        if max_images is not None and count >= max_images:
+            return
 
 
 def load_images(path, max_images=None):
-    """(uint8 [N, H, W, C], labels int [N] or None) from a dataset zip or folder written by ``convert``."""
-    from afgan_tf import image_reading
-    images, names = [], []
-    for name, img in image_reading.iterate_images(path, max_images):
-        images.append(img)
-        names.append(name)
-    if not images:
-        raise DatasetError(f'{path} contains no images')
-    shapes = {img.shape for img in images}
-    if len(shapes) > 1:
-        raise DatasetError(f'{path} has images of several shapes {sorted(shapes)[:3]}: convert it with afgan-dataset')
-    labels = _source_labels(path)
-    label_array = np.array([labels[n] for n in names], np.int64) \
-        if labels and all(labels.get(n) is not None for n in names) else None
-    return np.stack(images), label_array
+    """(uint8 [N, H, W, C], labels int [N] or None) in memory: for small datasets and tests only
+    (training and metrics stream)."""
+    reader = DatasetReader.open(path)
+    images = np.concatenate(list(iterate_batches(reader, 256, max_images)))
+    labels = None if reader.labels is None else reader.labels[:len(images)]
+    return images, labels
 
 
 def example_order(num_examples, seed, epoch, shuffle=True):
@@ -344,51 +620,60 @@ def example_order(num_examples, seed, epoch, shuffle=True):
         order, seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]))
 
 
-def example_stream(num_examples, seed=0, shuffle=True, repeat=True, start=0):
-    """tf.data stream of (position, dataset index): epoch e visits ``example_order(e)``; ``position``
-    counts examples from the start of training. ``start`` skips the first ``start`` examples, so a
+def example_stream(reader, seed=0, shuffle=True, repeat=True, start=0):
+    """tf.data stream of (position, key): epoch e visits ``reader.keys(e)``; ``position`` counts examples
+    from the start of training. ``start`` skips the first ``start`` examples (before any decoding), so a
     resumed run continues exactly where the interrupted one was."""
     import tensorflow as tf
-    n = int(num_examples)
+    n = reader.num_images
     first_epoch, offset = divmod(int(start), n)
     epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max if repeat else first_epoch + 1)
 
     def epoch_examples(epoch):
         positions = tf.data.Dataset.range(epoch * n, (epoch + 1) * n)
-        return tf.data.Dataset.zip(positions, tf.data.Dataset.from_tensor_slices(
-            example_order(n, seed, epoch, shuffle)))
+        return tf.data.Dataset.zip(positions, reader.keys(epoch, seed, shuffle))
     return epochs.flat_map(epoch_examples).skip(offset)
 
 
-def make_dataset(images, batch_size, labels=None, c_dim=0, xflip=False, shuffle=True, seed=0, repeat=True,
-                 input_context=None, start=0):
-    """tf.data pipeline of float32 NHWC images in [-1, 1] (and one-hot labels when c_dim > 0).
+def make_dataset(source, batch_size, labels=None, c_dim=0, xflip=False, shuffle=True, seed=0, repeat=True,
+                 input_context=None, start=0, raw=False, drop_remainder=True):
+    """tf.data pipeline of float32 NHWC images in [-1, 1] (and one-hot labels when c_dim > 0), streamed.
 
-    The order of examples and their x-flips are functions of (seed, epoch, position) only
-    (``example_stream``): the global batch of step s is examples [s * batch, (s + 1) * batch) of the
-    stream, so ``start = step * batch`` resumes a run exactly. ``input_context`` (from
-    ``strategy.distribute_datasets_from_function``) shards the stream per input pipeline and
-    makes ``batch_size`` the per-replica batch.
+    Args:
+        source: a dataset path (zip, folder, TFRecord directory), a DatasetReader, or uint8 images
+            [N, H, W, C] in memory (then ``labels`` gives their labels).
+        batch_size: global batch size (per replica with ``input_context``).
+        xflip: mirror half of the images (a function of seed and position).
+        shuffle, seed, repeat, start: see ``example_stream``; the global batch of step s is examples
+            [s * batch, (s + 1) * batch) of the stream, so ``start = step * batch`` resumes exactly.
+        input_context: from ``strategy.distribute_datasets_from_function``: shards the stream per
+            input pipeline and makes ``batch_size`` the per-replica batch.
+        raw: yield uint8 images only (statistics).
+
+    Reading and decoding run in parallel, a bounded prefetch follows; nothing holds the dataset in
+    memory or in the graph.
     """
     import tensorflow as tf
-    images = np.asarray(images)
+    reader = ArrayReader(source, labels) if isinstance(source, np.ndarray) else DatasetReader.open(source)
     one_hot = None
     if c_dim:
-        if labels is None:
+        if reader.labels is None:
             raise DatasetError('the network is conditional (c_dim > 0) but the dataset has no labels')
-        one_hot = tf.constant(np.eye(c_dim, dtype=np.float32)[np.asarray(labels)])
-    ds = example_stream(len(images), seed, shuffle, repeat, start)
+        one_hot = tf.one_hot(tf.constant(reader.labels), c_dim)
+    ds = example_stream(reader, seed, shuffle, repeat, start)
     if input_context is not None:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-    pixels = tf.constant(images)
     flip_seed = tf.constant(int(seed) + 0x5EED, tf.int64)
 
-    def prepare(position, index):
-        img = tf.cast(tf.gather(pixels, index), tf.float32) / 127.5 - 1
+    def prepare(position, key):
+        img, index = reader.load(key)
+        if raw:
+            return img
+        img = tf.cast(img, tf.float32) / 127.5 - 1
         if xflip:
             coin = tf.random.stateless_uniform([], seed=tf.stack([flip_seed, position]))
             img = tf.where(coin < 0.5, tf.reverse(img, axis=[1]), img)
         return (img, tf.gather(one_hot, index)) if c_dim else img
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True) \
-        .batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        .batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

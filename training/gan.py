@@ -155,11 +155,16 @@ class GAN(keras.Model):
         return self.D(img, c)
 
     def _apply(self, optimizer, tape, loss, variables):
-        grads = tape.gradient(loss, variables)
+        # float16: the loss is scaled for the backward pass, and the LossScaleOptimizer unscales the
+        # gradients, skips a step whose gradients overflow and adapts the scale (dynamic loss scaling).
+        scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        grads = tape.gradient(loss, variables,
+                              output_gradients=optimizer.scale_loss(tf.ones_like(loss)) if scaled else None)
         # Variables without a gradient (e.g. D's output bias in the R1 step) are left out of the
         # update, as PyTorch's optimizers skip parameters whose .grad is None: their Adam moments
-        # do not decay. Non-finite values are mapped as the reference's nan_to_num does.
-        pairs = [(nan_to_num(g), v) for g, v in zip(grads, variables) if g is not None]
+        # do not decay. Non-finite values are mapped as the reference's nan_to_num does (not under
+        # loss scaling, where an overflow must be seen to skip the step).
+        pairs = [(g if scaled else nan_to_num(g), v) for g, v in zip(grads, variables) if g is not None]
         if pairs:
             optimizer.apply(*zip(*pairs))
 

@@ -151,19 +151,65 @@ class RunDir:
 # ------------------------------------------------------------------------------------------------
 # Options.
 
-def training_options(cfg, data, gamma, batch=32, replicas=1, seed=0, kimg=25000, tick=4, snap=50, mirror=False,
-                     cond=False, aug='ada', target=0.6, p=0.2, metrics='none', metrics_at='snapshot', metric_num=None,
-                     cbase=32768, cmax=512, map=None, glr=None, dlr=None, mbstd_group=4, minutes=None,
-                     log_every=10):
+def _freeze_layers(num_blocks):
+    """NVIDIA's freeze_layers for the first ``num_blocks`` D blocks (fromrgb, conv0, conv1, skip, then 3)."""
+    return 0 if num_blocks <= 0 else 4 + 3 * (num_blocks - 1)
+
+
+def _network_kwargs(init):
+    """(architecture, G_kwargs, D_kwargs) of the network ``init`` (NVIDIA .pkl, project or run directory)."""
+    from afgan_tf import network_io
+    try:
+        net = network_io.load_network(init)
+    except FileNotFoundError as e:
+        raise ValueError(f'init: {e}') from None
+    except Exception as e:  # noqa: BLE001 - unreadable or hostile networks: the loaders say why.
+        raise ValueError(f'init: cannot load {init}: {e}') from None
+    G = net.get('G_ema') or net.get('G')
+    if G is None or net.get('D') is None:
+        raise ValueError(f'init: {init} must hold a generator and a discriminator to fine-tune')
+    G_kwargs = {k: v for k, v in G.get_config().items() if k not in ('name', 'seed')}
+    D_kwargs = {k: v for k, v in net['D'].get_config().items() if k not in ('name', 'seed')}
+    return G.architecture, G_kwargs, D_kwargs
+
+
+def training_options(cfg=None, data=None, gamma=None, batch=32, replicas=1, seed=0, kimg=25000, tick=4, snap=50,
+                     mirror=False, cond=False, aug='ada', target=0.6, p=0.2, metrics='none', metrics_at='snapshot',
+                     metric_num=None, cbase=None, cmax=None, map=None, glr=None, dlr=None, mbstd_group=4,
+                     minutes=None, log_every=10, init=None, freezed=0, precision='auto', fp32=False):
     """The options of a new run (training_options.json), NVIDIA's train.py defaults from the preset record.
 
-    The dataset is read for its resolution, channels and labels. ValueError names a bad argument.
+    ``init`` (an NVIDIA .pkl path or URL, a project network or run directory) starts from that
+    network's G, D and G_ema: its architecture and every constructor argument are the network's
+    (``cfg``, ``cbase``, ``cmax``, ``map`` must be None or agree), the dataset must match its
+    resolution and channels, and NVIDIA's fine-tuning overrides apply (no EMA ramp-up, no blur
+    ramp, ada_kimg 100). ``freezed`` freezes the first N discriminator blocks (FreezeD).
+    ``precision`` ('auto', 'float32', 'float16', 'bfloat16') is what the top ``num_fp16_res`` = 4
+    resolutions compute in, with conv_clamp 256 as NVIDIA's; ``fp32`` turns both off. The dataset is
+    read for its resolution, channels and labels. ValueError names a bad argument.
     """
     from afgan_tf.metrics import metric_main
     from afgan_tf.networks import get_preset
     from afgan_tf.training import dataset
     from afgan_tf.training.augment import BGC
+    if init is not None:
+        architecture, init_G, init_D = _network_kwargs(init)
+        given = dict(cfg=(cfg, architecture), cbase=(cbase, init_D.get('channel_base')),
+                     cmax=(cmax, init_D.get('channel_max')),
+                     map=(map, (init_G.get('mapping_kwargs') or {}).get('num_layers')))
+        clashes = [f'--{k} {v} (the network has {n})' for k, (v, n) in given.items() if v is not None and v != n]
+        if clashes:
+            raise ValueError(f'init: {init} fixes the architecture; these flags contradict it: {", ".join(clashes)}')
+        cfg = architecture
+    cfg = cfg or 'stylegan3-t'
+    cbase, cmax = cbase or 32768, cmax or 512
     preset = get_preset(cfg)
+    if not 0 <= freezed <= 64:
+        raise ValueError(f'freezed must be in [0, 64], got {freezed}')
+    per_replica = batch // max(replicas, 1)
+    if mbstd_group < 1 or per_replica % min(mbstd_group, per_replica):
+        raise ValueError(f'mbstd_group: the batch per replica ({per_replica}) must be a multiple of the minibatch-std '
+                         f'group size ({mbstd_group})')
     if gamma is None or not gamma >= 0:
         raise ValueError(f'gamma must be a number >= 0, got {gamma!r}')
     if batch < 1 or replicas < 1 or batch % replicas:
@@ -178,11 +224,21 @@ def training_options(cfg, data, gamma, batch=32, replicas=1, seed=0, kimg=25000,
     if unmet:
         raise ValueError('metrics: ' + '; '.join(unmet))
     info = dataset.describe(data)
+    if init is not None:
+        cond = cond or bool(init_G.get('c_dim'))
+        net_shape = (init_G['img_resolution'], init_G['img_channels'])
+        if (info['resolution'], info['channels']) != net_shape:
+            raise ValueError(f'data: {data} holds {info["resolution"]}x{info["resolution"]} images with '
+                             f'{info["channels"]} channel(s); the network {init} makes {net_shape[0]}x{net_shape[0]} '
+                             f'images with {net_shape[1]} channel(s)')
     if cond and info['c_dim'] == 0:
         raise ValueError('cond: the dataset has no labels')
     c_dim = info['c_dim'] if cond else 0
+    if init is not None and c_dim != init_G.get('c_dim', 0):
+        raise ValueError(f'data: the dataset has {c_dim} classes, the network {init} {init_G.get("c_dim", 0)}')
     multiplier = preset.channel_multiplier
-    G_kwargs = dict(architecture=cfg, z_dim=512, w_dim=512, img_resolution=info['resolution'],
+    reduced = dict(num_fp16_res=0, conv_clamp=None) if fp32 else dict(num_fp16_res=4, conv_clamp=256)
+    G_kwargs = dict(architecture=cfg, z_dim=512, w_dim=512, img_resolution=info['resolution'], **reduced,
                     img_channels=info['channels'], c_dim=c_dim, channel_base=cbase * multiplier,
                     channel_max=cmax * multiplier, mapping_kwargs=dict(map and {'num_layers': map} or
                                                                        preset.mapping_kwargs))
@@ -190,10 +246,21 @@ def training_options(cfg, data, gamma, batch=32, replicas=1, seed=0, kimg=25000,
         G_kwargs['magnitude_ema_beta'] = 0.5 ** (batch / 20000)
     G_kwargs.update({k: v for k, v in preset.synthesis_kwargs.items() if k not in ('channel_base', 'channel_max')})
     D_kwargs = dict(img_resolution=info['resolution'], img_channels=info['channels'], c_dim=c_dim, channel_base=cbase,
-                    channel_max=cmax, epilogue_kwargs=dict(mbstd_group_size=mbstd_group))
+                    channel_max=cmax, epilogue_kwargs=dict(mbstd_group_size=mbstd_group), **reduced)
+    if precision not in ('auto', 'float32', 'float16', 'bfloat16'):
+        raise ValueError(f"precision must be 'auto', 'float32', 'float16' or 'bfloat16', got {precision!r}")
+    if init is not None:                     # The network's own arguments, exactly (the group is a batch setting).
+        G_kwargs, D_kwargs = dict(init_G), dict(init_D)
+        D_kwargs['epilogue_kwargs'] = {**(D_kwargs.get('epilogue_kwargs') or {}), 'mbstd_group_size': mbstd_group}
+        if preset.magnitude_ema:
+            G_kwargs['magnitude_ema_beta'] = 0.5 ** (batch / 20000)
+    D_kwargs['block_kwargs'] = {**(D_kwargs.get('block_kwargs') or {}), 'freeze_layers': _freeze_layers(freezed)}
     augment = dict(augment_p=p if aug == 'fixed' else 0.0, ada_target=target if aug == 'ada' else None,
-                   ada_interval=4, ada_kimg=500)
-    return dict(cfg=cfg, data=str(pathlib.Path(data).resolve()), data_fingerprint=info['fingerprint'],
+                   ada_interval=4, ada_kimg=100 if init is not None else 500)
+    fine_tune = init is not None            # NVIDIA's overrides when starting from a pickle.
+    return dict(cfg=cfg, data=_absolute(data), data_fingerprint=info['fingerprint'],
+                init=None if init is None else _absolute(init), freezed=freezed,
+                precision='float32' if fp32 else precision,
                 batch_size=batch, replicas=replicas, seed=seed, G_kwargs=G_kwargs, D_kwargs=D_kwargs,
                 G_lr=glr or preset.G_lr, D_lr=dlr or preset.D_lr, G_reg_interval=preset.G_reg_interval,
                 D_reg_interval=preset.D_reg_interval, augment_kwargs=dict(BGC) if aug != 'noaug' else None,
@@ -201,15 +268,37 @@ def training_options(cfg, data, gamma, batch=32, replicas=1, seed=0, kimg=25000,
                 loss_kwargs=dict(r1_gamma=gamma, r1_interval=preset.D_reg_interval,
                                  style_mixing_prob=preset.style_mixing_prob, pl_weight=preset.pl_weight,
                                  pl_interval=preset.G_reg_interval or 4, **augment,
-                                 blur_init_sigma=preset.blur_init_sigma,
+                                 blur_init_sigma=0.0 if fine_tune else preset.blur_init_sigma,
                                  blur_fade_kimg=batch * preset.blur_fade_kimg_per_batch,
-                                 ema_kimg=batch * 10 / 32, ema_rampup=0.05),
+                                 ema_kimg=batch * 10 / 32, ema_rampup=None if fine_tune else 0.05),
                 total_kimg=kimg, tick_kimg=tick, snap=snap, mirror=mirror, cond=cond, aug=aug, minutes=minutes,
                 log_every=log_every)
 
 
+def _absolute(path):
+    """An absolute local path; URLs (gs://, https://, ...) unchanged."""
+    return str(path) if '://' in str(path) else str(pathlib.Path(path).resolve())
+
+
+# Reduced precision on a CPU: measured on the development machine (benchmarks/bench_train_step.py),
+# bfloat16 training steps were slower than float32 (no AVX512-BF16), so 'auto' keeps float32 there.
+CPU_REDUCED_PRECISION = 'float32'
+
+
+def resolve_precision(precision):
+    """'auto' -> float16 on a GPU, CPU_REDUCED_PRECISION on a CPU; others as given."""
+    import tensorflow as tf
+    from afgan_tf.layers import check_precision
+    if precision == 'auto':
+        return 'float16' if tf.config.list_physical_devices('GPU') else CPU_REDUCED_PRECISION
+    return check_precision(precision)
+
+
 def build_gan(options, label_pool=None):
-    """G, D, G_ema and the GAN of ``options`` (call inside the strategy's scope), compiled."""
+    """G, D, G_ema and the GAN of ``options`` (call inside the strategy's scope), compiled. The top
+    ``num_fp16_res`` resolutions compute in ``options['precision']`` (float16 adds loss scaling)."""
+    import keras
+
     import afgan_tf
     from afgan_tf.training.augment import AugmentPipe
     from afgan_tf.training.gan import GAN, lazy_adam
@@ -218,16 +307,35 @@ def build_gan(options, label_pool=None):
     for src, dst in zip(G.weights, G_ema.weights):
         dst.assign(src)
     D = afgan_tf.Discriminator(seed=options['seed'] + 1, **options['D_kwargs'])
+    precision = resolve_precision(options.get('precision', 'float32'))
+    for model in (G, G_ema, D):
+        model.set_precision(precision)
     pipe = AugmentPipe(**options['augment_kwargs']) if options.get('augment_kwargs') else None
     gan = GAN(G, D, G_ema, batch_size=options['batch_size'], augment_pipe=pipe, seed=options['seed'],
               label_pool=label_pool if G.c_dim else None, **options['loss_kwargs'])
-    gan.compile(g_optimizer=lazy_adam(options['G_lr'], options.get('G_reg_interval')),
-                d_optimizer=lazy_adam(options['D_lr'], options.get('D_reg_interval', 16)))
+    optimizers = [lazy_adam(options['G_lr'], options.get('G_reg_interval')),
+                  lazy_adam(options['D_lr'], options.get('D_reg_interval', 16))]
+    if precision == 'float16':
+        optimizers = [keras.optimizers.LossScaleOptimizer(o) for o in optimizers]
+    gan.compile(g_optimizer=optimizers[0], d_optimizer=optimizers[1])
     return gan
 
 
 # ------------------------------------------------------------------------------------------------
 # The loop.
+
+def _copy_weights(init, gan, log):
+    """G, D and G_ema of a new fine-tuning run from the network ``init`` (NVIDIA's reference names)."""
+    from afgan_tf import network_io
+    net = network_io.load_network(init)
+    sources = {'G': net.get('G') or net.get('G_ema'), 'G_ema': net.get('G_ema') or net.get('G'), 'D': net['D']}
+    for name, source in sources.items():
+        target = getattr(gan, name)
+        values = {k: v.numpy() for k, v in source.reference_variables().items()}
+        for key, var in target.reference_variables().items():
+            var.assign(values[key])
+    log(f'initialised G, D and G_ema from {init}')
+
 
 def _is_chief(strategy):
     import tensorflow as tf
@@ -260,26 +368,34 @@ def train(options, run_dir, strategy=None, log=print):
     strategy = strategy or tf.distribute.get_strategy()
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     resuming = bool(run.checkpoint_dir.is_dir() and run.checkpoints())
-    real, labels = dataset.load_images(options['data'])
+    reader = dataset.DatasetReader.open(options['data'])
+    shape = (reader.resolution, reader.resolution, reader.channels)
+    G_shape = (options['G_kwargs']['img_resolution'],) * 2 + (options['G_kwargs']['img_channels'],)
+    if shape != G_shape:
+        raise TrainingError(f'{options["data"]} holds {shape[0]}x{shape[1]}x{shape[2]} images; the networks are '
+                            f'{G_shape[0]}x{G_shape[1]}x{G_shape[2]}')
+    labels = reader.labels
     c_dim = options['G_kwargs'].get('c_dim', 0)
     batch = options['batch_size']
     tf.keras.utils.set_random_seed(options['seed'])
     with strategy.scope():
         gan = build_gan(options, label_pool=labels)
     checkpoint = RunDir.checkpoint(gan.G, gan.D, gan.G_ema, gan)
+    if not resuming and options.get('init'):
+        _copy_weights(options['init'], gan, log)
     if resuming:
         run.remove_stale_temporaries(log)
         restored = run.restore_newest(checkpoint, log=log)
         if restored is None:
             raise TrainingError(f'{run.path}: no checkpoint could be read back (see the messages above)')
         log(f'resumed from {restored} at step {int(gan.step.numpy())}, kimg {float(gan.nimg.numpy()) / 1000:.3f}')
-    log(f'run dir {run.path}: {len(real)} images {real.shape[1]}x{real.shape[2]}x{real.shape[3]}, {options["cfg"]}, '
+    log(f'run dir {run.path}: {reader.num_images} images {shape[0]}x{shape[1]}x{shape[2]}, {options["cfg"]}, '
         f'batch {batch}, {strategy.num_replicas_in_sync} replica(s)')
 
     # The data order is a function of (seed, epoch): a continued run starts at its step's position.
     start = int(gan.step.numpy()) * batch
     ds = strategy.distribute_datasets_from_function(lambda ctx: dataset.make_dataset(
-        real, batch, labels=labels, c_dim=c_dim, xflip=options['mirror'], seed=options['seed'], input_context=ctx,
+        reader, batch, c_dim=c_dim, xflip=options['mirror'], seed=options['seed'], input_context=ctx,
         start=start))
     steps_per_tick = max(1, int(round(options['tick_kimg'] * 1000 / batch)))
     total_kimg = options['total_kimg']

@@ -2,6 +2,7 @@
 
     afgan-dataset --source fashion-mnist --dest data/fashion-mnist-32.zip --resolution 32
     afgan-dataset --source photos/ --dest data/photos-256.zip --resolution 256 --transform center-crop
+    afgan-dataset --source photos/ --dest data/photos-256-tfr --resolution 256 --format tfrecord --shards 64
 
 --source: a folder or zip of images, or 'fashion-mnist' (Debian package
 dataset-fashion-mnist: `sudo apt-get install dataset-fashion-mnist`). Labels come from a
@@ -22,7 +23,9 @@ from afgan_tf.cli import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('source', None, "Folder or zip of images, or 'fashion-mnist'.")
-flags.DEFINE_string('dest', None, 'Output .zip.')
+flags.DEFINE_string('dest', None, 'Output: a .zip (--format zip) or a directory (--format tfrecord).')
+flags.DEFINE_enum('format', 'zip', ['zip', 'tfrecord'], 'zip: NVIDIA\'s format; tfrecord: sharded TFRecords.')
+flags.DEFINE_integer('shards', 16, 'TFRecord shards (--format tfrecord).')
 flags.DEFINE_integer('resolution', None, 'Output resolution (power of two); default: keep (must be square).')
 flags.DEFINE_enum('transform', 'center-crop', ['center-crop', 'center-crop-wide', 'pad', 'resize'],
                   'How to bring images to --resolution.')
@@ -43,7 +46,8 @@ def main(argv):
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.dest)), exist_ok=True)
     try:
         summary = dataset.convert(FLAGS.source, FLAGS.dest, FLAGS.resolution, FLAGS.transform,
-                                  FLAGS['max-images'].value, channels=int(FLAGS.channels) if FLAGS.channels else None)
+                                  FLAGS['max-images'].value, channels=int(FLAGS.channels) if FLAGS.channels else None,
+                                  format=FLAGS.format, shards=FLAGS.shards)
     except dataset.DatasetError as e:
         raise common.UsageError(str(e)) from None
     print(json.dumps(summary))

@@ -15,6 +15,9 @@ exactly as if it had never stopped (a damaged newest checkpoint is skipped, and 
 --data may name the dataset's new place if it moved: it must have the same content. --kimg,
 --minutes and --log-every may be changed on resume.
 --aug ada (default) adapts the augmentation probability towards --target; --aug fixed uses --p.
+--init NETWORK fine-tunes a released model (NVIDIA's train.py --resume=URL.pkl): a new run from its G, D
+and G_ema, with its architecture and arguments, NVIDIA's overrides (no EMA ramp-up, no blur ramp,
+ada_kimg 100), and --freezed N to freeze the first N discriminator blocks.
 --metrics (e.g. fid50k_full,eqt50k_int; default none: they are slow on a CPU) are computed on G_ema
 at every snapshot (or --metrics-at end), printed, logged to TensorBoard and appended to metric-*.jsonl.
 --multiworker uses MultiWorkerMirroredStrategy (workers described by $TF_CONFIG).
@@ -32,7 +35,7 @@ from afgan_tf.cli import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('outdir', None, 'Where to make the run directory (new runs).')
-flags.DEFINE_string('cfg', 'stylegan3-t', 'Configuration: a preset name (afgan_tf.PRESETS: stylegan3-t, '
+flags.DEFINE_string('cfg', None, 'Configuration: a preset name (afgan_tf.PRESETS: stylegan3-t (default), '
                     'stylegan3-r, stylegan2, ...).')
 flags.DEFINE_string('data', None, 'Training data: a zip or folder written by afgan-dataset.')
 flags.DEFINE_integer('replicas', 1, 'Replicas (GPUs, or logical CPU devices on a CPU-only machine).')
@@ -52,13 +55,19 @@ flags.DEFINE_enum('metrics-at', 'snapshot', ['snapshot', 'end'], 'Compute --metr
                   'at the end of training.')
 flags.DEFINE_integer('metric-num', None, 'Generated samples per metric (default: as the metric name says).')
 flags.DEFINE_bool('multiworker', False, 'MultiWorkerMirroredStrategy across the workers of $TF_CONFIG.')
-flags.DEFINE_integer('cbase', 32768, 'Capacity multiplier (channel_base).')
-flags.DEFINE_integer('cmax', 512, 'Max. feature maps (channel_max).')
+flags.DEFINE_integer('cbase', None, 'Capacity multiplier (channel_base; default 32768).')
+flags.DEFINE_integer('cmax', None, 'Max. feature maps (channel_max; default 512).')
 flags.DEFINE_integer('map', None, 'Mapping network depth (default: the preset\'s, 2 for StyleGAN3, 8 for StyleGAN2).')
 flags.DEFINE_float('glr', None, 'G learning rate (default: the preset\'s, 0.0025 for StyleGAN3, 0.002 for StyleGAN2).')
 flags.DEFINE_float('dlr', None, 'D learning rate (default: the preset\'s, 0.002).')
 flags.DEFINE_integer('mbstd-group', 4, 'Minibatch-std group size.')
 flags.DEFINE_string('resume', None, 'Run directory to continue (needs no other flag).')
+flags.DEFINE_string('init', None, 'Fine-tune: start a new run from this network\'s G, D and G_ema (an NVIDIA .pkl path '
+                    'or URL, a project network or run directory); its architecture and arguments are kept.')
+flags.DEFINE_enum('precision', 'auto', ['auto', 'float32', 'float16', 'bfloat16'], 'Precision of the top '
+                  '4 resolutions (num_fp16_res): auto = float16 with loss scaling on a GPU, float32 on a CPU.')
+flags.DEFINE_bool('fp32', False, 'Everything in float32, without the conv clamp (NVIDIA\'s --fp32).')
+flags.DEFINE_integer('freezed', 0, 'Freeze the first N discriminator blocks (FreezeD), usually with --init.')
 flags.DEFINE_integer('seed', 0, 'Random seed.')
 flags.DEFINE_integer('log-every', 10, 'Print a progress line every this many steps.')
 for _name in ('metrics-at', 'metric-num', 'mbstd-group', 'log-every'):
@@ -110,10 +119,15 @@ def _resume_options(run):
     return options
 
 
+def _given(name):
+    """A flag's value when given on the command line, else None (the preset's or the --init network's)."""
+    return FLAGS[name].value if FLAGS[name].present else None
+
+
 def _new_options(strategy):
     from afgan_tf.training import dataset, training_options
     from afgan_tf.networks import PRESETS
-    if FLAGS.cfg not in PRESETS:
+    if FLAGS['cfg'].present and FLAGS.cfg not in PRESETS:
         raise common.UsageError(f'--cfg must be one of {sorted(PRESETS)}, got {FLAGS.cfg!r}')
     missing = [f'--{n}' for n in ('outdir', 'data', 'gamma') if FLAGS[n].value is None]
     if missing:
@@ -122,12 +136,13 @@ def _new_options(strategy):
         raise common.UsageError(f'--data: not found: {FLAGS.data}')
     try:
         return training_options(
-            cfg=FLAGS.cfg, data=FLAGS.data, gamma=FLAGS.gamma, batch=FLAGS.batch,
+            cfg=_given('cfg'), data=FLAGS.data, gamma=FLAGS.gamma, batch=FLAGS.batch,
             replicas=strategy.num_replicas_in_sync, seed=FLAGS.seed, kimg=FLAGS.kimg, tick=FLAGS.tick, snap=FLAGS.snap,
             mirror=FLAGS.mirror, cond=FLAGS.cond, aug=FLAGS.aug, target=FLAGS.target, p=FLAGS.p, metrics=FLAGS.metrics,
-            metrics_at=FLAGS['metrics-at'].value, metric_num=FLAGS['metric-num'].value, cbase=FLAGS.cbase,
-            cmax=FLAGS.cmax, map=FLAGS.map, glr=FLAGS.glr, dlr=FLAGS.dlr, mbstd_group=FLAGS['mbstd-group'].value,
-            minutes=FLAGS.minutes, log_every=FLAGS['log-every'].value)
+            metrics_at=FLAGS['metrics-at'].value, metric_num=FLAGS['metric-num'].value, cbase=_given('cbase'),
+            cmax=_given('cmax'), map=FLAGS.map, glr=FLAGS.glr, dlr=FLAGS.dlr, mbstd_group=FLAGS['mbstd-group'].value,
+            minutes=FLAGS.minutes, log_every=FLAGS['log-every'].value, init=FLAGS.init, freezed=FLAGS.freezed,
+            precision=FLAGS.precision, fp32=FLAGS.fp32)
     except dataset.DatasetError as e:
         raise common.UsageError(f'--data: {e}') from None
     except ValueError as e:

@@ -306,3 +306,52 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_directory(tmp_pa
     r = train_cli(*TINY, f'--data={data}', f'--outdir={tmp_path / "runs"}', '--kimg=0.016', code=EARLY_FAILURE)
     assert r.returncode != 0 and 'fails in the first step' in r.stderr
     assert not list((tmp_path / 'runs').iterdir()) if (tmp_path / 'runs').exists() else True
+
+
+def test_init_fine_tunes_an_nvidia_pickle_and_freezed_keeps_the_first_d_blocks(reference_dir, tiny_dataset,
+                                                                                tmp_path):
+    """--init NETWORK: a new run from the pickle's weights (fakes_init.png is its G_ema's output for the run's
+    grid latents), NVIDIA's fine-tuning overrides, and --freezed 2 leaves D's first two blocks untouched."""
+    from PIL import Image
+
+    from afgan_tf import image_writing, network_io, nvidia
+    pkl = reference_dir / 'stylegan3-t_32' / 'network-snapshot.pkl'
+    args = [f'--init={pkl}', '--batch=4', '--gamma=0.5', '--tick=0.004', '--snap=1', '--log-every=1']
+    r = train_cli(*args, f'--data={tiny_dataset}', f'--outdir={tmp_path / "runs"}', '--kimg=0.008', '--freezed=2')
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f'initialised G, D and G_ema from {pkl}' in r.stdout
+    run_dir = next((tmp_path / 'runs').iterdir())
+    options = json.loads((run_dir / 'training_options.json').read_text())
+    assert options['cfg'] == 'stylegan3-t' and options['init'] == str(pkl) and options['freezed'] == 2
+    assert options['loss_kwargs']['ema_rampup'] is None and options['loss_kwargs']['ada_kimg'] == 100
+    assert options['D_kwargs']['block_kwargs']['freeze_layers'] == 7          # fromrgb, conv0, conv1, skip + 3.
+    net = nvidia.load_network_pkl(pkl)
+    z = np.random.RandomState(0).randn(16, net['G_ema'].z_dim).astype(np.float32)   # The run's grid latents.
+    expected = image_writing.image_grid(net['G_ema'](z).numpy(), grid=(4, 4)).astype(int)
+    got = np.asarray(Image.open(run_dir / 'fakes_init.png')).astype(int)
+    assert got.shape == expected.shape and np.max(np.abs(got - expected)) <= 1
+    trained = network_io.load_network(run_dir / 'network-final')['D'].reference_variables()
+    start = net['D'].reference_variables()
+    frozen = [k for k in start if k.startswith(('b32.', 'b16.'))]
+    assert len(frozen) >= 10 and all(np.array_equal(trained[k].numpy(), start[k].numpy()) for k in frozen)
+    assert any(not np.array_equal(trained[k].numpy(), start[k].numpy()) for k in start if k.startswith('b8.'))
+    grey = tiny_data(tmp_path, size=32)                                       # One channel, like Fashion-MNIST.
+    refused = train_cli(*args, f'--data={grey}', f'--outdir={tmp_path / "runs"}')
+    assert refused.returncode == 2 and 'with 1 channel(s)' in refused.stderr and 'with 3 channel(s)' in refused.stderr
+    clash = train_cli(*args, '--cfg=stylegan2', f'--data={tiny_dataset}', f'--outdir={tmp_path / "runs"}')
+    assert clash.returncode == 2 and '--cfg stylegan2 (the network has stylegan3-t)' in clash.stderr
+
+
+def test_a_tfrecord_dataset_trains(tmp_path):
+    src = tmp_path / 'src'
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, [16, 16], dtype=np.uint8)).save(src / f'{i}.png')
+    r = tool('dataset', f'--source={src}', f'--dest={tmp_path / "tfr"}', '--format=tfrecord', '--shards=3')
+    assert r.returncode == 0, r.stderr[-2000:]
+    trained = train_cli(*TINY, f'--data={tmp_path / "tfr"}', f'--outdir={tmp_path / "runs"}', '--kimg=0.008')
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert '12 images 16x16x1' in trained.stdout
+    run_dir = next((tmp_path / 'runs').iterdir())
+    assert json.loads((run_dir / 'state.json').read_text())['step'] == 2

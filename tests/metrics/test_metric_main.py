@@ -10,6 +10,8 @@ import tensorflow as tf
 from afgan_tf.metrics import metric_main
 from afgan_tf.networks import PRESETS
 
+from conftest import tool
+
 
 def test_pr_without_vgg16_weights_says_how_to_supply_them(monkeypatch, load_reference_network, tmp_path):
     monkeypatch.delenv('AFGAN_TF_VGG16', raising=False)
@@ -123,3 +125,30 @@ def test_stylegan2_metrics_use_random_noise():
     ctx = metric_main.MetricContext(G, num_gen=4)
     a, b = ctx._gen_fn(z, None).numpy(), ctx._gen_fn(z, None).numpy()
     assert not np.array_equal(a, b)
+
+
+def test_tfrecord_statistics_equal_those_of_its_zip(fid_inception, tmp_path):
+    """afgan-dataset --format tfrecord: same fingerprint, labels and streamed FID statistics as the zip."""
+    from PIL import Image
+
+    from afgan_tf.training import dataset
+    src = tmp_path / 'src'
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(21):
+        Image.fromarray(rng.integers(0, 256, [16, 16, 3]).astype(np.uint8)).save(src / f'{i:02d}.png')
+    (src / 'dataset.json').write_text(json.dumps({'labels': [[f'{i:02d}.png', i % 4] for i in range(21)]}))
+    dataset.convert(src, tmp_path / 'd.zip', log=lambda m: None)
+    r = tool('dataset', f'--source={src}', f'--dest={tmp_path / "d-tfr"}', '--format=tfrecord', '--shards=4')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(list((tmp_path / 'd-tfr').glob('*.tfrecord'))) == 4
+    zipped, sharded = dataset.DatasetReader.open(tmp_path / 'd.zip'), dataset.DatasetReader.open(tmp_path / 'd-tfr')
+    assert type(sharded).__name__ == 'TFRecordReader' and sharded.fingerprint == zipped.fingerprint
+    assert np.array_equal(sharded.labels, zipped.labels) and sharded.num_images == 21
+    stats = []
+    for path in (tmp_path / 'd.zip', tmp_path / 'd-tfr'):
+        ctx = metric_main.MetricContext(None, str(path), batch_size=8, cache=False, log=lambda m: None)
+        ctx._detectors['inception'] = fid_inception
+        stats.append(ctx.real_stats('inception', None, False).mean_cov())
+    (mu_a, sigma_a), (mu_b, sigma_b) = stats
+    assert np.max(np.abs(mu_a - mu_b)) <= 1e-6 and np.max(np.abs(sigma_a - sigma_b)) <= 1e-6

@@ -11,7 +11,7 @@ import tensorflow as tf
 from afgan_tf.training import augment, dataset
 from afgan_tf.training.gan import lazy_adam
 
-from conftest import ENV, small_gan
+from conftest import ENV, small_gan, tiny_data
 
 
 def test_fit_one_device_updates_everything():
@@ -182,3 +182,24 @@ def test_checkpoint_restores_augment_p_and_rng(tmp_path):
     tf.train.Checkpoint(augment_p=other.augment_p, rng=other.rng, step=other.step).restore(path)
     assert float(other.augment_p.numpy()) == pytest.approx(0.3)
     assert np.array_equal(other.rng.normal([3]).numpy(), expected)
+
+
+@pytest.mark.parametrize('precision', ['bfloat16', 'float16'])
+def test_reduced_precision_training_steps_are_finite(precision, tmp_path):
+    import keras
+
+    from afgan_tf import training
+    from afgan_tf.training.training_loop import build_gan
+    options = training.training_options(cfg='stylegan3-t', data=tiny_data(tmp_path), gamma=0.5, batch=4, cbase=256,
+                                        cmax=16, precision=precision)
+    assert options['G_kwargs']['num_fp16_res'] == 4 and options['G_kwargs']['conv_clamp'] == 256
+    gan = build_gan(options)
+    scaled = isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert scaled == (precision == 'float16')                      # Dynamic loss scaling with float16 only.
+    d0 = [v.numpy().copy() for v in gan.D.trainable_variables]
+    images = (np.random.default_rng(0).random([16, 16, 16, 1]) * 255).astype(np.uint8)
+    history = gan.fit(dataset.make_dataset(images, 4), epochs=1, steps_per_epoch=3, verbose=0).history
+    for name in ('loss_G', 'loss_D', 'loss_r1'):
+        assert np.isfinite(history[name][-1]), (precision, name)
+    assert any(not np.array_equal(a, v.numpy()) for a, v in zip(d0, gan.D.trainable_variables))
+    assert all(v.dtype == 'float32' for v in gan.G.weights + gan.D.weights)   # Weights stay float32.
