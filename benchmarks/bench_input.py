@@ -4,7 +4,8 @@
 
 1. Writes synthetic datasets (smooth random RGB images, NVIDIA's zip format) of each size.
 2. Runs a short afgan-train on each (StyleGAN3-T, the README demo's capacity, --kimg a few steps) in
-   a fresh process and prints its peak RSS (wait4's ru_maxrss), and the difference between sizes.
+   a fresh process (--repeats times) and prints its peak RSS (wait4's ru_maxrss), and the difference
+   between sizes. The runs use one inter-op thread (see STEADY), so that the peak repeats.
 3. Times the input pipeline alone (shuffled, x-flipped, decoded, batched; after a warm-up) in
    images/s, and compares it with the images/s the training step consumed (from the training
    run's sec/kimg at the same resolution).
@@ -12,41 +13,25 @@ Prints figures; asserts nothing.
 """
 
 import argparse
-import io
-import json
 import os
 import pathlib
 import re
 import subprocess
 import sys
 import time
-import zipfile
 
 import numpy as np
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from synthetic import write_dataset  # noqa: E402
 
 
-def write_dataset(path, count, resolution, seed=0):
-    """A zip of ``count`` smooth random RGB PNGs (uncompressed, as afgan-dataset writes them)."""
-    from PIL import Image
-    if path.exists():
-        return path
-    rng = np.random.default_rng(seed)
-    tmp = path.with_suffix('.tmp')
-    with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_STORED) as z:
-        names = []
-        for i in range(count):
-            small = rng.integers(0, 256, [8, 8, 3], dtype=np.uint8)
-            img = Image.fromarray(small).resize((resolution, resolution), Image.BILINEAR)
-            buf = io.BytesIO()
-            img.save(buf, format='png', compress_level=0)
-            name = f'{i // 1000:05d}/img{i:08d}.png'
-            z.writestr(name, buf.getvalue())
-            names.append(name)
-        z.writestr('dataset.json', json.dumps({'labels': None}))
-    tmp.replace(path)
-    return path
+# The peak RSS of a training step varies by some 450 MiB from run to run with TensorFlow's default
+# inter-op thread pool (independent ops hold their buffers at the same time in an order that changes
+# between runs) and glibc's per-thread malloc arenas. One inter-op thread and two arenas make it
+# repeatable to some 50 MiB, so that what the dataset size adds can be seen.
+STEADY = dict(TF_NUM_INTEROP_THREADS='1', MALLOC_ARENA_MAX='2')
 
 
 def train_rss(data, outdir, steps, batch):
@@ -54,7 +39,8 @@ def train_rss(data, outdir, steps, batch):
     args = [sys.executable, '-m', 'afgan_tf.cli.train', f'--outdir={outdir}', '--cfg=stylegan3-t', f'--data={data}',
             f'--batch={batch}', '--gamma=0.5', '--cbase=2048', '--cmax=64', '--snap=1000', '--log-every=1',
             f'--tick={steps * batch / 1000}', f'--kimg={steps * batch / 1000}', '--aug=noaug']
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(
+        os.environ, **STEADY))
     output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
@@ -83,6 +69,7 @@ def main():
     parser.add_argument('--resolution', type=int, default=128)
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--steps', type=int, default=3, help='Training steps per run (after tracing).')
+    parser.add_argument('--repeats', type=int, default=2, help='Training runs per size (each peak is printed).')
     parser.add_argument('--workdir', default='/tmp/bench_input')
     args = parser.parse_args()
     work = pathlib.Path(args.workdir)
@@ -94,14 +81,18 @@ def main():
         data = write_dataset(work / f'synthetic-{count}-{args.resolution}.zip', count, args.resolution)
         print(f'{count} images {args.resolution}x{args.resolution}x3: {data} ({data.stat().st_size / 2 ** 20:.0f} MiB, '
               f'{time.perf_counter() - start:.0f} s)', flush=True)
-        rss[count], sec_per_kimg = train_rss(data, work / f'runs-{count}', args.steps, args.batch)
-        step_rate = 1000 / sec_per_kimg
-        print(f'  afgan-train peak RSS {rss[count]:.0f} MiB; training step {sec_per_kimg:.0f} sec/kimg '
-              f'= {step_rate:.2f} img/s', flush=True)
+        peaks = []
+        for repeat in range(args.repeats):
+            peak, sec_per_kimg = train_rss(data, work / f'runs-{count}', args.steps, args.batch)
+            peaks.append(peak)
+            step_rate = max(step_rate or 0, 1000 / sec_per_kimg)
+            print(f'  afgan-train peak RSS {peak:.0f} MiB; training step {sec_per_kimg:.0f} sec/kimg '
+                  f'= {1000 / sec_per_kimg:.2f} img/s', flush=True)
+        rss[count] = float(np.mean(peaks))
     rate = input_rate(work / f'synthetic-{sizes[-1]}-{args.resolution}.zip', 32, 2048)
-    print(f'\n| dataset | peak RSS of afgan-train |\n|---|---|')
+    print(f'\n| dataset | peak RSS of afgan-train (mean of {args.repeats}; {STEADY}) |\n|---|---|')
     for count in sizes:
-        print(f'| {count} images | {rss[count]:.0f} MiB |')
+        print(f'| {count} images {args.resolution}x{args.resolution}x3 | {rss[count]:.0f} MiB |')
     print(f'\nRSS difference {sizes[-1]} vs {sizes[0]} images: {rss[sizes[-1]] - rss[sizes[0]]:+.0f} MiB')
     print(f'input pipeline alone: {rate:.0f} img/s; the training step consumes {step_rate:.2f} img/s; '
           f'ratio {rate / step_rate:.0f}x')

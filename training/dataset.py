@@ -389,8 +389,9 @@ class DatasetReader:
 
     Attributes: ``num_images``, ``resolution``, ``channels``, ``labels`` (int array [N] or None),
     ``fingerprint`` (content hash). ``keys(epoch, seed, shuffle)`` is a tf.data stream of what one
-    epoch visits, in its order (a function of (seed, epoch) only); ``load(key)`` turns a key into
-    (uint8 image [H, W, C], dataset index) inside tf.data, so skipping to a position costs no decoding.
+    epoch visits, in its order (a function of (seed, epoch) only); ``read(stream)`` turns a stream of
+    (position, key) into (position, uint8 image [H, W, C], dataset index) inside tf.data, so skipping
+    to a position costs no reading or decoding.
     """
 
     def __init__(self, path):
@@ -426,6 +427,13 @@ class DatasetReader:
 
     def keys(self, epoch, seed, shuffle):
         return _tf().data.Dataset.from_tensor_slices(example_order(self.num_images, seed, epoch, shuffle))
+
+    def read(self, stream):
+        """A stream of (position, key) -> a stream of (position, uint8 image, dataset index), read and
+        decoded in parallel, in order."""
+        tf = _tf()
+        return stream.map(lambda position, key: (position, *self.load(key)), num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True)
 
     def _decode(self, data):
         tf = _tf()
@@ -469,7 +477,11 @@ class _ImageFilesReader(DatasetReader):
 
 
 class ZipReader(_ImageFilesReader):
-    """A zip of images (members read in tf.data through a thread-safe zipfile handle)."""
+    """A zip of images, its members read through a zipfile handle in ``tf.py_function`` (TensorFlow has
+    no op that reads a byte range of a file; a TFRecord directory is read without Python). As with any
+    ``py_function`` pipeline, delete an iterator you created yourself before the interpreter exits:
+    TensorFlow deadlocks on one that is still alive at shutdown (training and metrics release theirs).
+    """
 
     def __init__(self, path):
         super().__init__(path)
@@ -477,10 +489,10 @@ class ZipReader(_ImageFilesReader):
         try:
             self._zip = zipfile.ZipFile(path)
             names = image_reading.list_images(path)
-        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            self._finish(names, self._zip.read(names[0]) if names else b'',
+                         lambda: [(i.filename, i.file_size, i.CRC) for i in self._zip.infolist()])
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
             raise DatasetError(f'{path} is neither a folder nor a zip of images ({e})') from None
-        self._finish(names, self._zip.read(names[0]) if names else b'',
-                     lambda: [(i.filename, i.file_size, i.CRC) for i in self._zip.infolist()])
 
     def load(self, index):
         tf = _tf()
@@ -535,10 +547,12 @@ class ArrayReader(DatasetReader):
 
 class TFRecordReader(DatasetReader):
     """A directory of TFRecord shards and dataset.json (any path tf.io.gfile can open). An epoch visits
-    the shards in an order permuted by (seed, epoch), interleaved, through a bounded shuffle buffer
-    seeded by (seed, epoch): deterministic, and nothing but the buffer is held in memory."""
+    the shards in an order permuted by (seed, epoch), interleaved, and permutes windows of records
+    (``shuffle_window``) by (seed, epoch, window): deterministic, and nothing but one window is held
+    in memory."""
 
-    SHUFFLE_BUFFER = 4096
+    SHUFFLE_BYTES = 512 << 20      # Memory for the shuffle window.
+    SHUFFLE_MAX = 4096             # At most this many records in one window.
 
     def __init__(self, path):
         super().__init__(path)
@@ -566,10 +580,20 @@ class TFRecordReader(DatasetReader):
         ds = tf.data.Dataset.from_tensor_slices(files).interleave(
             tf.data.TFRecordDataset, cycle_length=min(4, len(self.shards)), block_length=1,
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        if shuffle:
-            epoch_seed = tf.cast(seed, tf.int64) * 1000003 + tf.cast(epoch, tf.int64)
-            ds = ds.shuffle(self.SHUFFLE_BUFFER, seed=epoch_seed, reshuffle_each_iteration=False)
-        return ds
+        if not shuffle:
+            return ds
+        # Windows of records, each permuted by a stateless shuffle keyed by (seed, epoch, window): the
+        # order is a function of (seed, epoch) only, and one window is all that is held in memory.
+        epoch_seed = tf.cast(seed, tf.int64) * 1000003 + tf.cast(epoch, tf.int64)
+        return ds.batch(self.shuffle_window).enumerate().map(
+            lambda window, records: tf.random.experimental.stateless_shuffle(
+                records, seed=tf.stack([epoch_seed, window]))).unbatch()
+
+    @property
+    def shuffle_window(self):
+        """Records permuted together: as many as fit in SHUFFLE_BYTES (images stored as uncompressed
+        PNGs), between 16 and SHUFFLE_MAX."""
+        return int(np.clip(self.SHUFFLE_BYTES // (self.resolution ** 2 * self.channels), 16, self.SHUFFLE_MAX))
 
     def load(self, record):
         tf = _tf()
@@ -666,8 +690,7 @@ def make_dataset(source, batch_size, labels=None, c_dim=0, xflip=False, shuffle=
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     flip_seed = tf.constant(int(seed) + 0x5EED, tf.int64)
 
-    def prepare(position, key):
-        img, index = reader.load(key)
+    def prepare(position, img, index):
         if raw:
             return img
         img = tf.cast(img, tf.float32) / 127.5 - 1
@@ -675,5 +698,5 @@ def make_dataset(source, batch_size, labels=None, c_dim=0, xflip=False, shuffle=
             coin = tf.random.stateless_uniform([], seed=tf.stack([flip_seed, position]))
             img = tf.where(coin < 0.5, tf.reverse(img, axis=[1]), img)
         return (img, tf.gather(one_hot, index)) if c_dim else img
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True) \
+    return reader.read(ds).map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True) \
         .batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

@@ -12,19 +12,49 @@ from PIL import Image
 from afgan_tf.training import dataset
 
 
-def test_data_order_resumes_at_any_position():
-    """The stream is a function of (seed, epoch, position): skipping to a step gives the same batches."""
-    images = np.random.default_rng(0).integers(0, 255, [10, 4, 4, 1], dtype=np.uint8)
+def _ten_images(tmp_path):
+    """10 distinct 8x8 grey images with labels, in memory and as a folder with dataset.json."""
+    images = np.random.default_rng(0).integers(0, 255, [10, 8, 8, 1], dtype=np.uint8)
     labels = np.arange(10) % 3
+    folder = tmp_path / 'src'
+    folder.mkdir()
+    for i, img in enumerate(images):
+        Image.fromarray(img[:, :, 0]).save(folder / f'{i:02d}.png')
+    (folder / 'dataset.json').write_text(json.dumps({'labels': [[f'{i:02d}.png', int(v)] for i, v in
+                                                                 enumerate(labels)]}))
+    return images, labels, folder
+
+
+@pytest.mark.parametrize('kind', ['array', 'zip', 'folder', 'tfrecord'])
+def test_data_order_resumes_at_any_position(kind, tmp_path):
+    """The stream is a function of (seed, epoch, position) for every reader: skipping to a step gives
+    the same batches, and every epoch visits every image once, in an order that changes per epoch."""
+    images, labels, folder = _ten_images(tmp_path)
+    if kind == 'array':
+        source = images
+    elif kind == 'folder':
+        source = folder
+    else:
+        source = tmp_path / ('data.zip' if kind == 'zip' else 'data-tfr')
+        dataset.convert(folder, source, format=kind, shards=3)
     kw = dict(labels=labels, c_dim=3, xflip=True, seed=7)
-    full = [b for b in dataset.make_dataset(images, 4, **kw).take(8)]
+    full = [b for b in dataset.make_dataset(source, 4, **kw).take(8)]
     for step in (1, 2, 5):
-        resumed = [b for b in dataset.make_dataset(images, 4, start=step * 4, **kw).take(8 - step)]
+        resumed = [b for b in dataset.make_dataset(source, 4, start=step * 4, **kw).take(8 - step)]
         for (a_img, a_c), (b_img, b_c) in zip(full[step:], resumed):
             assert np.array_equal(a_img.numpy(), b_img.numpy()) and np.array_equal(a_c.numpy(), b_c.numpy())
-    # Every epoch visits every image once, in an order that changes from epoch to epoch.
-    order = [dataset.example_order(10, 7, e).numpy() for e in range(3)]
-    assert all(sorted(o) == list(range(10)) for o in order) and not np.array_equal(order[0], order[1])
+    # Labels travel with their images, whatever the order.
+    for img, c in full:
+        for one, cls in zip(img.numpy(), np.argmax(c.numpy(), 1)):
+            pixels = np.round((one + 1) * 127.5).astype(np.uint8)
+            match = [i for i in range(10) if np.array_equal(images[i], pixels) or
+                     np.array_equal(images[i], pixels[:, ::-1])]
+            assert match and labels[match[0]] == cls
+    epochs = [[b.numpy().tobytes() for b in dataset.make_dataset(source, 1, labels=labels, seed=7, raw=True,
+                                                                 start=10 * e, repeat=False)]
+              for e in range(3)]
+    assert all(sorted(e) == sorted(img.tobytes() for img in images) for e in epochs)
+    assert epochs[0] != epochs[1] != epochs[2]
 
 
 def _write_idx(path, array):
