@@ -33,6 +33,7 @@ setup(
     ],
     extras_require={
         'dev': ['pytest', 'pytest-timeout'],
+        'plots': ['matplotlib'],                            # benchmarks/convergence.py.
         'video': ['imageio', 'imageio-ffmpeg'],            # MP4 output of afgan-video.
         'serving': ['requests', 'tensorflow-serving-api'],  # afgan_tf.export.client (REST / gRPC).
     },

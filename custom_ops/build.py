@@ -181,6 +181,7 @@ def compile_tf_sources(outdir, extra_flags=()):
 def build_standalone_cuda(nvcc, outdir):
     """The CUDA kernels with their C entry points only (no TensorFlow)."""
     out = pathlib.Path(outdir) / STANDALONE_CUDA_NAME
+    out.parent.mkdir(parents=True, exist_ok=True)
     _run([nvcc, '-std=c++17', '-O3', '-shared', '-x', 'cu', '-Xcompiler', '-fPIC', '--expt-relaxed-constexpr',
           '-DNDEBUG', *_gencode(), f'-I{KERNELS_DIR}', CUDA_SRC, '-o', out, '-lcudart_static'])
     return out

@@ -12,6 +12,39 @@ import keras
 from afgan_tf import image_writing as images
 
 
+class TrainingClock:
+    """Training time of a run in seconds, metric evaluation left out, carried over a resume.
+
+    ``offset`` is the training time of the run's earlier processes (its state file's ``train_seconds``).
+    ``pause()`` / ``resume()`` bracket work that is not training (metrics)."""
+
+    def __init__(self, offset=0.0):
+        self.offset, self.start, self.paused_seconds, self._paused_at = float(offset), None, 0.0, None
+
+    def begin(self):
+        if self.start is None:
+            self.start = time.time()
+
+    def pause(self):
+        self._paused_at = time.time()
+
+    def resume(self):
+        if self._paused_at is not None:
+            self.paused_seconds += time.time() - self._paused_at
+            self._paused_at = None
+
+    def this_process(self):
+        """Training seconds of this process so far."""
+        if self.start is None:
+            return 0.0
+        now = self._paused_at if self._paused_at is not None else time.time()
+        return now - self.start - self.paused_seconds
+
+    def total(self):
+        """Training seconds of the whole run so far."""
+        return self.offset + self.this_process()
+
+
 class Progress(keras.callbacks.Callback):
     """Prints 'kimg, sec/kimg, losses, ETA' every ``every`` steps and logs them to TensorBoard."""
 
@@ -82,14 +115,17 @@ class SampleGrid(keras.callbacks.Callback):
 class Checkpointer(keras.callbacks.Callback):
     """Saves a tf.train checkpoint after every epoch (and at the end of training)."""
 
-    def __init__(self, manager, gan, run):
+    def __init__(self, manager, gan, run, clock=None):
         super().__init__()
-        self.manager, self.gan, self.run = manager, gan, run
+        self.manager, self.gan, self.run, self.clock = manager, gan, run, clock
 
     def save(self):
         path = self.manager.save(checkpoint_number=int(self.gan.step.numpy()))
-        self.run.write_state({'checkpoint': pathlib.Path(path).name, 'step': int(self.gan.step.numpy()),
-                              'kimg': float(self.gan.nimg.numpy()) / 1000})
+        state = {'checkpoint': pathlib.Path(path).name, 'step': int(self.gan.step.numpy()),
+                 'kimg': float(self.gan.nimg.numpy()) / 1000}
+        if self.clock is not None:
+            state['train_seconds'] = round(self.clock.total(), 3)
+        self.run.write_state(state)
         return path
 
     def on_epoch_end(self, epoch, logs=None):
@@ -97,18 +133,19 @@ class Checkpointer(keras.callbacks.Callback):
 
 
 class TimeLimit(keras.callbacks.Callback):
-    """Stops training after ``minutes`` (checked after every step) or at ``total_kimg``."""
+    """Stops training after ``minutes`` of training in this process (metric evaluation not counted;
+    checked after every step) or at ``total_kimg``."""
 
-    def __init__(self, gan, minutes=None, total_kimg=None):
+    def __init__(self, gan, minutes=None, total_kimg=None, clock=None):
         super().__init__()
         self.gan, self.minutes, self.total_kimg = gan, minutes, total_kimg
-        self.start = None
+        self.clock = clock or TrainingClock()
 
     def on_train_begin(self, logs=None):
-        self.start = time.time()
+        self.clock.begin()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.minutes is not None and time.time() - self.start > self.minutes * 60:
+        if self.minutes is not None and self.clock.this_process() > self.minutes * 60:
             self.model.stop_training = True
         if self.total_kimg is not None and float(self.gan.nimg.numpy()) >= self.total_kimg * 1000:
             self.model.stop_training = True
@@ -118,10 +155,10 @@ class Metrics(keras.callbacks.Callback):
     """Computes metrics (``afgan_tf.metrics`` names) on G_ema after every epoch (snapshot): prints a JSON
     line per metric, logs ``Metrics/<name>`` to TensorBoard and appends to ``run_dir/metric-<name>.jsonl``."""
 
-    def __init__(self, gan, specs, data, run, num_gen=None):
+    def __init__(self, gan, specs, data, run, num_gen=None, clock=None):
         super().__init__()
         from afgan_tf.metrics import metric_main
-        self.gan, self.specs, self.run = gan, specs, run
+        self.gan, self.specs, self.run, self.clock = gan, specs, run, clock
         self.ctx = metric_main.MetricContext(gan.G_ema, data, num_gen=num_gen, log=lambda m: print(m, flush=True))
         self.writer = tf.summary.create_file_writer(str(run.log_dir))
         self.last_step = None
@@ -131,17 +168,28 @@ class Metrics(keras.callbacks.Callback):
         step = int(self.gan.step.numpy())
         snapshot = self.run.read_state().get('checkpoint')
         results = []
-        for spec in self.specs:
-            result = metric_main.compute(spec, self.ctx)
-            result['kimg'] = float(self.gan.nimg.numpy()) / 1000
-            print(metric_main.report(result, str(self.run.path), snapshot=snapshot), flush=True)
-            if self.writer:
-                with self.writer.as_default(step=step):
-                    for name, value in result['results'].items():
-                        tf.summary.scalar(f'Metrics/{name}', value)
-            results.append(result)
+        if self.clock is not None:
+            self.clock.pause()
+        try:
+            for spec in self.specs:
+                results.append(self._compute_one(metric_main, spec, step, snapshot))
+        finally:
+            if self.clock is not None:
+                self.clock.resume()
         self.last_step = step
         return results
+
+    def _compute_one(self, metric_main, spec, step, snapshot):
+        result = metric_main.compute(spec, self.ctx)
+        result['kimg'] = float(self.gan.nimg.numpy()) / 1000
+        if self.clock is not None:
+            result['train_minutes'] = round(self.clock.total() / 60, 3)
+        print(metric_main.report(result, str(self.run.path), snapshot=snapshot), flush=True)
+        if self.writer:
+            with self.writer.as_default(step=step):
+                for name, value in result['results'].items():
+                    tf.summary.scalar(f'Metrics/{name}', value)
+        return result
 
     def on_epoch_end(self, epoch, logs=None):
         self.compute()

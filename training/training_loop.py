@@ -408,14 +408,16 @@ def train(options, run_dir, strategy=None, log=print):
         run.path.mkdir(parents=True, exist_ok=True)
         if not run.options_file.is_file():
             run.write_options(options)
-        saver = callbacks.Checkpointer(run.manager(checkpoint), gan, run)
+        clock = callbacks.TrainingClock(run.read_state().get('train_seconds', 0.0) if resuming else 0.0)
+        saver = callbacks.Checkpointer(run.manager(checkpoint), gan, run, clock)
         grids = callbacks.SampleGrid(gan, run, grid_z, grid_c, grid=(4, 4))
         cbs = [callbacks.Progress(gan, total_kimg, options.get('log_every', 10), run.log_dir, options.get('minutes')),
-               grids, saver, callbacks.TimeLimit(gan, options.get('minutes'), total_kimg)]
+               grids, saver, callbacks.TimeLimit(gan, options.get('minutes'), total_kimg, clock)]
         metric_specs = metric_main.parse_metric_list(options.get('metrics'))
         metrics_cb = None
         if metric_specs:
-            metrics_cb = callbacks.Metrics(gan, metric_specs, options['data'], run, num_gen=options.get('metric_num'))
+            metrics_cb = callbacks.Metrics(gan, metric_specs, options['data'], run, num_gen=options.get('metric_num'),
+                                           clock=clock)
             if options.get('metrics_at', 'snapshot') == 'snapshot':
                 cbs.insert(3, metrics_cb)   # After the checkpoint, so a snapshot's metrics name its checkpoint.
         if epochs > 0:

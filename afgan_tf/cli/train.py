@@ -42,7 +42,8 @@ flags.DEFINE_integer('replicas', 1, 'Replicas (GPUs, or logical CPU devices on a
 flags.DEFINE_integer('batch', 32, 'Total batch size.')
 flags.DEFINE_float('gamma', None, 'R1 regularisation weight (new runs).')
 flags.DEFINE_float('kimg', 25000, 'Total training duration (thousands of real images).')
-flags.DEFINE_float('minutes', None, 'Also stop after this many minutes.')
+flags.DEFINE_float('minutes', None, 'Also stop after this many minutes of training in this process (metric '
+                   'evaluation not counted).')
 flags.DEFINE_float('tick', 4, 'Progress/snapshot tick in kimg.')
 flags.DEFINE_integer('snap', 50, 'Checkpoint and sample grid every this many ticks.')
 flags.DEFINE_bool('mirror', False, 'Enable dataset x-flips.')

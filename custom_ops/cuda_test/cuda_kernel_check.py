@@ -12,6 +12,9 @@ For a GPU machine without TensorFlow (it needs numpy, scipy, PyTorch with CUDA):
 2. Timing: per synthesis layer of full-size StyleGAN3-T and -R at 256^2, batch 4:
    fused kernel vs the unfused PyTorch reference, forward and forward+backward, ms per
    call (CUDA events). Prints a table; asserts nothing about speed.
+3. With ``--nvlabs PATH`` (an NVlabs/stylegan3 checkout; its plugin is compiled by PyTorch at
+   run time, which needs ninja and nvcc): NVIDIA's fused CUDA filtered_lrelu on the same layers
+   (NCHW, its own layout), its output compared with this kernel's and timed beside it.
 """
 
 import argparse
@@ -132,6 +135,34 @@ def compare(kernel, shape, fu, fd, kw, gen, scale=1.0):
     return rel(y, y_ref.detach()), rel(dx, dx_ref)
 
 
+class NvidiaOp:
+    """NVIDIA's torch_utils.ops.filtered_lrelu (impl='cuda') on NHWC tensors, for comparison."""
+
+    def __init__(self, path):
+        import torch.utils.cpp_extension as cpp_extension
+        sys.path.insert(0, str(path))
+        # NVIDIA's loader imports the built plugin by name, which recent PyTorch no longer puts on
+        # sys.path: register the module that cpp_extension.load returns.
+        load = cpp_extension.load
+
+        def load_and_register(*args, **kwargs):
+            module = load(*args, **kwargs)
+            sys.modules[kwargs.get('name') or args[0]] = module
+            return module
+        cpp_extension.load = load_and_register
+        from torch_utils.ops import filtered_lrelu
+        self.op = filtered_lrelu
+
+    @staticmethod
+    def _filter(f):
+        return None if f is None else torch.as_tensor(np.asarray(f, np.float32), device='cuda')
+
+    def __call__(self, x_nchw, b, fu, fd, up, down, padding, gain, slope, clamp, flip):
+        return self.op.filtered_lrelu(x_nchw, self._filter(fu), self._filter(fd), b, up=up, down=down,
+                                      padding=list(padding), gain=gain, slope=slope, clamp=clamp, flip_filter=flip,
+                                      impl='cuda')
+
+
 def time_ms(fn, repeats=20):
     for _ in range(3):
         fn()
@@ -150,8 +181,10 @@ def main():
     parser.add_argument('--cases', type=int, default=200, help='Randomized correctness cases.')
     parser.add_argument('--tol', type=float, default=1e-4, help='Maximum relative error.')
     parser.add_argument('--no-timing', action='store_true')
+    parser.add_argument('--nvlabs', help="NVlabs/stylegan3 checkout: also check and time NVIDIA's fused kernel.")
     args = parser.parse_args()
     kernel = Kernel(args.lib)
+    nvidia = NvidiaOp(args.nvlabs) if args.nvlabs else None
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     gen = torch.Generator(device='cuda').manual_seed(0)
@@ -184,16 +217,30 @@ def main():
             t_both = time_ms(lambda: (kernel.forward(x, b, fu, fd, **kw), kernel.backward(dy, x, b, fu, fd, **kw)))
             r_fwd = time_ms(lambda: reference(xr.detach(), br.detach(), fu, fd, **kw))
             r_both = time_ms(lambda: torch.autograd.grad(reference(xr, br, fu, fd, **kw), [xr, br], dy))
-            rows.append((arch, name, t_fwd, r_fwd, t_both, r_both))
+            row = [arch, name, t_fwd, r_fwd, t_both, r_both]
+            if nvidia is not None:
+                xn = x.permute(0, 3, 1, 2).contiguous()
+                y_nv = nvidia(xn, b, fu, fd, **kw).permute(0, 2, 3, 1)
+                err = float((y_nv - y).abs().max() / y.abs().max().clamp_min(1e-12))
+                if err > args.tol:
+                    failures += 1
+                    print(f'MISMATCH with NVIDIA {arch} {name}: rel err y {err:.2e}')
+                xg = xn.clone().requires_grad_(True)
+                dyn = dy.permute(0, 3, 1, 2).contiguous()
+                row += [time_ms(lambda: nvidia(xn, b, fu, fd, **kw)),
+                        time_ms(lambda: torch.autograd.grad(nvidia(xg, b, fu, fd, **kw), [xg], dyn))]
+            rows.append(tuple(row))
     if rows:
-        print('\n| network | layer | fused fwd ms | torch ref fwd ms | fused fwd+bwd ms | torch ref fwd+bwd ms |')
-        print('|---|---|---|---|---|---|')
+        nv = ' NVIDIA fwd ms | NVIDIA fwd+bwd ms |' if nvidia is not None else ''
+        print('\n| network | layer | fused fwd ms | torch ref fwd ms | fused fwd+bwd ms | torch ref fwd+bwd ms |' + nv)
+        print('|---|---|---|---|---|---|' + ('---|---|' if nv else ''))
         for arch, name, *t in rows:
             print(f'| {arch} | {name} | ' + ' | '.join(f'{v:.3f}' for v in t) + ' |')
         for arch in ('stylegan3-t', 'stylegan3-r'):
             tot = np.sum([r[2:] for r in rows if r[0] == arch], axis=0)
             print(f'| {arch} | total | ' + ' | '.join(f'{v:.3f}' for v in tot) +
-                  f' |  fwd x{tot[1] / tot[0]:.1f}, fwd+bwd x{tot[3] / tot[2]:.1f}')
+                  f' |  vs torch ref: fwd x{tot[1] / tot[0]:.2f}, fwd+bwd x{tot[3] / tot[2]:.2f}' +
+                  (f'; vs NVIDIA: fwd x{tot[4] / tot[0]:.2f}, fwd+bwd x{tot[5] / tot[2]:.2f}' if nv else ''))
     sys.exit(1 if failures else 0)
 
 
