@@ -32,7 +32,8 @@ setup(
         'tensorboard',
     ],
     extras_require={
-        'dev': ['pytest', 'pytest-timeout'],
+        'dev': ['pytest', 'pytest-timeout', 'tf2onnx', 'onnxruntime'],   # The ONNX export is tested.
+        'onnx': ['tf2onnx', 'onnxruntime'],                 # afgan-export --format onnx.
         'plots': ['matplotlib'],                            # benchmarks/convergence.py.
         'video': ['imageio', 'imageio-ffmpeg'],            # MP4 output of afgan-video.
         'serving': ['requests', 'tensorflow-serving-api'],  # afgan_tf.export.client (REST / gRPC).

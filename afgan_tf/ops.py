@@ -137,10 +137,14 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     if up_w < fw or up_h < fh:
         raise ValueError(f'padding {padding!r} leaves a {up_h}x{up_w} image, smaller than the {fh}x{fw} filter')
 
-    # Upsample by zero insertion.
-    if upx > 1 or upy > 1:
-        x = tf.reshape(x, [-1, in_h, 1, in_w, 1, channels])
-        x = tf.pad(x, [[0, 0], [0, 0], [0, upy - 1], [0, 0], [0, upx - 1], [0, 0]])
+    # Upsample by zero insertion, one axis at a time with 4-D pads (TFLite's Pad takes at most 5-D).
+    if upx > 1:
+        x = tf.reshape(x, [-1, in_w, 1, channels])
+        x = tf.pad(x, [[0, 0], [0, 0], [0, upx - 1], [0, 0]])
+        x = tf.reshape(x, [-1, in_h, in_w * upx, channels])
+    if upy > 1:
+        x = tf.reshape(x, [-1, in_h, 1, in_w * upx * channels])
+        x = tf.pad(x, [[0, 0], [0, 0], [0, upy - 1], [0, 0]])
         x = tf.reshape(x, [-1, in_h * upy, in_w * upx, channels])
 
     # Pad and crop.
