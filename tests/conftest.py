@@ -321,6 +321,9 @@ class _TorchSavePickler(pickle._Pickler):
         return None
 
     def reducer_override(self, obj):
+        if isinstance(obj, ScriptModuleStandIn):         # A TorchScript module: class + attribute dict.
+            module, name = obj.class_name.rsplit('.', 1)
+            return _torch_global(module, name), (), dict(obj.attributes)
         if isinstance(obj, np.ndarray):
             key = str(len(self.storages))
             self.storages[key] = np.ascontiguousarray(obj).reshape(-1)
@@ -339,15 +342,25 @@ class _TorchSavePickler(pickle._Pickler):
         super().save_global(obj, name)
 
 
+class ScriptModuleStandIn:
+    """Pickles as a TorchScript module (``__torch__.<class_name>`` with these attributes)."""
+
+    def __init__(self, class_name, **attributes):
+        self.class_name, self.attributes = f'__torch__.{class_name}', attributes
+
+
 class _Storage:
     def __init__(self, key, array):
         self.key, self.array = key, array
 
 
-def write_torch_state_dict(path, tensors, legacy=False):
-    """Writes ``{name: array}`` (an OrderedDict) like ``torch.save``: the zip archive, or the legacy stream."""
+def write_torch_state_dict(path, tensors, legacy=False, code=None):
+    """Writes ``{name: array}`` (an OrderedDict) like ``torch.save``: the zip archive, or the legacy stream.
+    With ``code`` ({file: text}), ``tensors`` may be a ``ScriptModuleStandIn`` tree and the zip gets a
+    ``code/`` folder, as ``torch.jit.save`` writes."""
     buf, storages = io.BytesIO(), {}
-    _TorchSavePickler(buf, storages, legacy).dump(collections.OrderedDict(tensors))
+    root = tensors if isinstance(tensors, ScriptModuleStandIn) else collections.OrderedDict(tensors)
+    _TorchSavePickler(buf, storages, legacy).dump(root)
     if legacy:
         out = io.BytesIO()
         for header in (0x1950a86a20f9469cfc6c, 1001, {'protocol_version': 1001, 'little_endian': True}):
@@ -364,4 +377,51 @@ def write_torch_state_dict(path, tensors, legacy=False):
         z.writestr('archive/version', '3\n')
         for key, array in storages.items():
             z.writestr(f'archive/data/{key}', array.tobytes())
+        for name, text in (code or {}).items():
+            z.writestr(f'archive/code/{name}', text)
     return path
+
+
+# ------------------------------------------------------------------------------------------------
+# LPIPS, independently in numpy (tests of metrics/lpips.py and metrics/perceptual_path_length.py).
+
+def random_vgg16_state_dict(seed=0):
+    """torchvision-style VGG16 ``features.N`` weights (He-scaled random) and LPIPS lin weights."""
+    rng = np.random.default_rng(seed)
+    state, cin, index = collections.OrderedDict(), 3, 0
+    for i, cout in enumerate((64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)):
+        state[f'features.{index}.weight'] = (rng.standard_normal([cout, cin, 3, 3]) * np.sqrt(2 / (9 * cin))
+                                             ).astype(np.float32)
+        state[f'features.{index}.bias'] = (rng.standard_normal([cout]) * 0.1).astype(np.float32)
+        index += 3 if i in (1, 3, 6, 9) else 2      # ReLU (+ MaxPool) modules between convolutions.
+        cin = cout
+    lin = collections.OrderedDict((f'lin{i}.model.1.weight', rng.random([1, c, 1, 1]).astype(np.float32))
+                                  for i, c in enumerate((64, 128, 256, 512, 512)))
+    return state, lin
+
+
+def numpy_lpips(x0, x1, convs, lin, caffe=False):
+    """LPIPS of two NHWC [0, 255] batches; ``convs`` [(weight OIHW, bias)], ``lin`` 5 arrays [C]."""
+    def prep(x):
+        x = np.asarray(x, np.float64)
+        x = np.repeat(x, 3, -1) if x.shape[-1] == 1 else x
+        if caffe:
+            return x[..., ::-1] - np.array([103.939, 116.779, 123.68])
+        return (x / 127.5 - 1 - np.array([-.030, -.088, -.188])) / np.array([.458, .448, .450])
+
+    def taps(x):
+        out = []
+        for i, (w, b) in enumerate(convs):
+            p = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
+            h, wd = x.shape[1:3]
+            y = sum(np.einsum('nhwi,oi->nhwo', p[:, dy:dy + h, dx:dx + wd], w[:, :, dy, dx].astype(np.float64))
+                    for dy in range(3) for dx in range(3))
+            x = np.maximum(y + b, 0)
+            if i in (1, 3, 6, 9, 12):
+                out.append(x / (np.sqrt(np.sum(x ** 2, -1, keepdims=True)) + 1e-10))
+            if i in (1, 3, 6, 9):
+                x = x.reshape(x.shape[0], x.shape[1] // 2, 2, x.shape[2] // 2, 2, -1).max(axis=(2, 4))
+        return out
+    f0, f1 = taps(prep(x0)), taps(prep(x1))
+    return sum(np.mean(np.sum((a - b) ** 2 * np.maximum(w, 0).reshape(-1), -1), axis=(1, 2))
+               for a, b, w in zip(f0, f1, lin))
