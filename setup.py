@@ -21,7 +21,8 @@ setup(
     # Everything `python -m afgan_tf.custom_ops.build` needs, so that a regular (non-editable)
     # install can build the op; never a library built here (it would be for this machine's
     # TensorFlow only).
-    package_data={'afgan_tf.custom_ops': ['cc/ops/*.cc', 'cc/kernels/*.cc', 'cc/kernels/*.h', 'cuda_test/*.py']},
+    package_data={'afgan_tf.custom_ops': ['cc/ops/*.cc', 'cc/kernels/*.cc', 'cc/kernels/*.h', 'cuda_test/*.py'],
+                  'afgan_tf.export': ['explore.html']},      # The afgan-explore page.
     exclude_package_data={'afgan_tf.custom_ops': ['*.so']},
     install_requires=[
         'tensorflow>=2.21,<2.22',
@@ -32,7 +33,8 @@ setup(
         'tensorboard',
     ],
     extras_require={
-        'dev': ['pytest', 'pytest-timeout', 'tf2onnx', 'onnxruntime'],   # The ONNX export is tested.
+        # The ONNX export and the explorer (in headless Chromium, through Playwright) are tested.
+        'dev': ['pytest', 'pytest-timeout', 'tf2onnx', 'onnxruntime', 'playwright'],
         'onnx': ['tf2onnx', 'onnxruntime'],                 # afgan-export --format onnx.
         'plots': ['matplotlib'],                            # benchmarks/convergence.py.
         'video': ['imageio', 'imageio-ffmpeg'],            # MP4 output of afgan-video.
@@ -49,5 +51,6 @@ setup(
         'afgan-train=afgan_tf.cli.train:run',
         'afgan-metrics=afgan_tf.cli.metrics:run',
         'afgan-project=afgan_tf.cli.project:run',
+        'afgan-explore=afgan_tf.cli.explore:run',
     ]},
 )

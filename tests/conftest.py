@@ -425,3 +425,77 @@ def numpy_lpips(x0, x1, convs, lin, caffe=False):
     f0, f1 = taps(prep(x0)), taps(prep(x1))
     return sum(np.mean(np.sum((a - b) ** 2 * np.maximum(w, 0).reshape(-1), -1), axis=(1, 2))
                for a, b, w in zip(f0, f1, lin))
+
+
+# ------------------------------------------------------------------------------------------------
+# A local TF Serving stand-in (REST API: :predict and /metadata) over an exported SavedModel.
+
+class ServingStandIn:
+    """``with ServingStandIn(saved_model_dir, model='sg3') as s:`` serves ``s.url + /v1/models/sg3``.
+
+    ``:predict`` runs the SavedModel's signatures (columnar ``inputs``) and answers ``{"outputs": ...}``;
+    errors answer 400 ``{"error": ...}``; ``/metadata`` lists the signatures in TF Serving's JSON.
+    ``requests`` records (path, body) of every predict call."""
+
+    def __init__(self, saved_model_dir, model='sg3'):
+        import tensorflow as tf
+        self.model_name, self.requests = model, []
+        self.model = tf.saved_model.load(str(saved_model_dir))
+
+    def _metadata(self):
+        def info(spec):
+            return {'dtype': f'DT_{spec.dtype.name.upper()}', 'name': f'{spec.name}:0',
+                    'tensor_shape': {'dim': [{'size': str(-1 if d is None else d)} for d in spec.shape]}}
+        sigs = {}
+        for name, fn in self.model.signatures.items():
+            sigs[name] = {'inputs': {k: info(v) for k, v in fn.structured_input_signature[1].items()},
+                          'outputs': {k: info(v) for k, v in fn.structured_outputs.items()},
+                          'method_name': 'tensorflow/serving/predict'}
+        return {'model_spec': {'name': self.model_name, 'version': '1'},
+                'metadata': {'signature_def': {'signature_def': sigs}}}
+
+    def __enter__(self):
+        import http.server
+        import threading
+
+        import tensorflow as tf
+        stand_in, base = self, f'/v1/models/{self.model_name}'
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def send(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header('Content-Type', 'application/json')
+                self.send_header('Content-Length', str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):  # noqa: N802
+                if self.path == f'{base}/metadata':
+                    return self.send(200, stand_in._metadata())
+                self.send(404, {'error': 'Malformed request'})
+
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
+                stand_in.requests.append((self.path, body))
+                if self.path != f'{base}:predict':
+                    return self.send(404, {'error': 'Malformed request'})
+                try:
+                    signature = stand_in.model.signatures[body.get('signature_name', 'serving_default')]
+                    outputs = signature(**{k: tf.constant(np.asarray(v, np.float32)) for k, v in body['inputs'].items()})
+                except Exception as e:     # noqa: BLE001 (TF Serving answers errors as JSON)
+                    return self.send(400, {'error': f'{type(e).__name__}: {str(e)[:300]}'})
+                self.send(200, {'outputs': {k: v.numpy().tolist() for k, v in outputs.items()}})
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.url = f'http://127.0.0.1:{self.server.server_port}'
+        self.model_url = f'{self.url}{base}'
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,68 @@
+"""afgan-explore: an interactive generator explorer in the browser, local or through TF Serving.
+
+    afgan-explore --network NET [--port 8080]
+    afgan-explore --serving-url http://host:8501/v1/models/NAME [--port 8080]
+
+Serves one page (plain HTML + JavaScript, works offline) at http://HOST:PORT/: seed, truncation,
+translate / rotate (StyleGAN3), style mixing of two seeds from a chosen layer, a looping W
+interpolation between seeds, PNG download and a latency read-out. The page speaks TF Serving's
+REST API; with --network this server answers it with the network loaded here (the same signatures
+as afgan-export writes), with --serving-url it forwards the page's requests to that TF Serving.
+"""
+
+import os
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app, flags
+
+from afgan_tf.cli import common
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('network', None, 'Network: project directory, training run, or NVIDIA .pkl (path or URL).')
+flags.DEFINE_string('serving-url', None, 'Instead of --network: a TF Serving model, http://host:8501/v1/models/NAME.')
+flags.DEFINE_enum('which', 'G_ema', ['G_ema', 'G'], 'Which generator of --network.')
+flags.DEFINE_string('host', '127.0.0.1', 'Address to listen on (0.0.0.0: every interface).')
+flags.DEFINE_integer('port', 8080, 'Port to listen on (0: any free port).')
+flags.DEFINE_bool('verbose', False, 'Log every request.')
+
+
+def main(argv):
+    del argv
+    from afgan_tf.export import explore
+    if bool(FLAGS.network) == bool(FLAGS['serving-url'].value):
+        raise common.UsageError('give exactly one of --network and --serving-url')
+    if not 0 <= FLAGS.port <= 65535:
+        raise common.UsageError(f'--port must be in [0, 65535], got {FLAGS.port}')
+    if FLAGS.network:
+        backend = explore.LocalBackend(common.load_generator(FLAGS.network, FLAGS.which))
+        source = f'{FLAGS.network} (loaded here)'
+    else:
+        try:
+            backend = explore.ServingBackend(FLAGS['serving-url'].value)
+            backend.metadata()
+        except ValueError as e:
+            raise common.UsageError(f'--serving-url: {e}') from e
+        except (ConnectionError, explore.RequestError) as e:
+            raise common.UsageError(f'--serving-url: {e}') from e
+        source = f'TF Serving at {backend.url}'
+    try:
+        server = explore.make_server(backend, FLAGS.host, FLAGS.port, log=print if FLAGS.verbose else None)
+    except OSError as e:
+        raise common.UsageError(f'cannot listen on {FLAGS.host}:{FLAGS.port}: {e}') from e
+    host = 'localhost' if FLAGS.host in ('127.0.0.1', '0.0.0.0') else FLAGS.host
+    print(f'afgan-explore: {source}; open http://{host}:{server.server_port}/ (Ctrl-C to stop)', flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def run():
+    app.run(common.run_main(main))
+
+
+if __name__ == '__main__':
+    run()

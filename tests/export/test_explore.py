@@ -1,0 +1,221 @@
+"""afgan-explore: the back ends, and the page in a real headless Chromium (through Playwright), local and
+through the TF Serving stand-in. Set AFGAN_TF_EXPLORE_SCREENSHOT=path.png to keep a screenshot."""
+
+import io
+import json
+import os
+import shutil
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from afgan_tf import image_writing
+from afgan_tf.export import explore
+from afgan_tf.transforms import make_transform
+from conftest import ServingStandIn, tool
+
+CHROMIUM = next((shutil.which(n) for n in ('chromium', 'chromium-browser', 'google-chrome') if shutil.which(n)), None)
+SETTLED = ("() => window.explorer && !window.explorer.busy && !window.explorer.again && "
+           "['ready', 'error'].includes(document.body.dataset.state)")
+
+
+def seed_z(seed, dim):
+    return np.random.RandomState(seed).randn(1, dim).astype(np.float32)
+
+
+def expected_image(G, seed, psi=1.0, translate=(0, 0), rotate=0):
+    transform = make_transform(translate, rotate) if G.preset.accepts_transform else None
+    img = G(seed_z(seed, G.z_dim), truncation_psi=psi, transform=transform, impl='ref').numpy()
+    return image_writing.to_uint8(img)[0].astype(int)
+
+
+class Server:
+    """make_server(backend) on a free port, in a thread."""
+
+    def __init__(self, backend):
+        self.server = explore.make_server(backend, port=0)
+        self.url = f'http://127.0.0.1:{self.server.server_port}/'
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope='module')
+def browser():
+    if CHROMIUM is None:
+        pytest.skip('no Chromium installed (apt-get install chromium): the explorer page is tested in a real browser')
+    sync_api = pytest.importorskip('playwright.sync_api', reason='playwright is not installed (pip install -e ".[dev]")')
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+            '--disable-sync', '--no-first-run', '--disable-quic'])
+        yield browser
+        browser.close()
+
+
+def open_page(browser, url):
+    page = browser.new_page(viewport={'width': 900, 'height': 760})
+    errors = []
+    page.on('pageerror', lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.wait_for_function("() => Number(document.body.dataset.renders) >= 1 || document.body.dataset.state === 'error'",
+                           timeout=120000)
+    page.wait_for_function(SETTLED, timeout=120000)
+    assert page.evaluate('document.body.dataset.state') == 'ready', page.inner_text('#error')
+    return page, errors
+
+
+def shown(page):
+    page.wait_for_function(SETTLED, timeout=120000)
+    assert page.evaluate('document.body.dataset.state') == 'ready', page.inner_text('#error')
+    return np.asarray(page.evaluate('window.explorer.lastImage'), int)
+
+
+def canvas_png(page):
+    return np.asarray(Image.open(io.BytesIO(page.locator('#image').screenshot())).convert('L'), int)
+
+
+def test_page_with_local_network(browser, network, tmp_path):
+    _, G = network
+    server = Server(explore.LocalBackend(G))
+    try:
+        page, errors = open_page(browser, server.url)
+        assert np.max(np.abs(shown(page) - expected_image(G, 0))) <= 1
+        assert '32x32' in page.inner_text('#model') and 'transformed' in page.inner_text('#model')
+        assert page.inner_text('#latency').endswith('ms')
+        page.fill('#seed', '5')
+        before, shot_before = shown(page), canvas_png(page)
+        assert np.max(np.abs(before - expected_image(G, 5))) <= 1
+        # Move the translate-x slider with the keyboard, as a user would: 25 steps of 0.01.
+        page.focus('#tx')
+        for _ in range(25):
+            page.keyboard.press('ArrowRight')
+        after, shot_after = shown(page), canvas_png(page)
+        assert page.input_value('#tx') == '0.25' and page.inner_text('#tx-out') == '0.25'
+        # The image changed (the reference network is untrained: low contrast) and is the network's output.
+        assert np.mean(np.abs(after - before)) > 1.5 and np.mean(np.abs(shot_after - shot_before)) > 1
+        assert np.max(np.abs(after - expected_image(G, 5, translate=(0.25, 0)))) <= 1
+        page.fill('#psi-value', '0.5')
+        assert np.max(np.abs(shown(page) - expected_image(G, 5, psi=0.5, translate=(0.25, 0)))) <= 1
+        if os.environ.get('AFGAN_TF_EXPLORE_SCREENSHOT'):
+            page.screenshot(path=os.environ['AFGAN_TF_EXPLORE_SCREENSHOT'])
+        # Bad input: an error on the page, the last image kept.
+        good = shown(page)
+        for field, value, message in (('#psi-value', '3', 'truncation psi must be a number in [-1, 2]'),
+                                      ('#seed', '12x', 'a seed is an integer in [0, 4294967295]'),
+                                      ('#seed', '4294967296', 'a seed is an integer')):
+            page.fill(field, value)
+            page.wait_for_function(SETTLED)
+            assert page.evaluate('document.body.dataset.state') == 'error'
+            assert page.is_visible('#error') and message in page.inner_text('#error')
+            assert np.array_equal(np.asarray(page.evaluate('window.explorer.lastImage'), int), good)
+            page.fill(field, {'#psi-value': '0.5', '#seed': '5'}[field])
+            shown(page)
+        # Style mixing: seed 5's first layers, seed 7's from layer 6 on (mapping + synthesis signatures).
+        page.fill('#seed-b', '7')
+        page.evaluate("() => { const l = document.getElementById('layer'); l.value = 6; "
+                      "l.dispatchEvent(new Event('input')); }")
+        page.check('#mix')
+        ws5 = G.mapping(seed_z(5, G.z_dim), None, truncation_psi=0.5).numpy()
+        ws7 = G.mapping(seed_z(7, G.z_dim), None, truncation_psi=0.5).numpy()
+        mixed = np.concatenate([ws5[:, :6], ws7[:, 6:]], 1)
+        expected = image_writing.to_uint8(G.synthesis(mixed, impl='ref').numpy())[0].astype(int)
+        assert np.max(np.abs(shown(page) - expected)) <= 1
+        assert page.evaluate('window.explorer.lastRequest.signature_name') == 'synthesis'
+        page.uncheck('#mix')
+        shown(page)
+        # Download: the PNG holds the shown image.
+        with page.expect_download() as download:
+            page.click('#download')
+        path = tmp_path / 'download.png'
+        download.value.save_as(path)
+        assert np.array_equal(np.asarray(Image.open(path).convert('RGB'), int), shown(page))
+        # The W interpolation loop: frames between seeds 1 and 2 (t = 0 is seed 1's image).
+        page.fill('#loop-seeds', '1,2')
+        page.click('#play')
+        page.wait_for_function("() => document.getElementById('what').textContent.includes('t 0.50')", timeout=120000)
+        page.click('#stop')
+        assert np.max(np.abs(shown(page) - expected_image(G, 5, psi=0.5, translate=(0.25, 0)))) <= 1
+        assert not errors, errors
+    finally:
+        server.close()
+
+
+def test_page_through_tf_serving_stand_in(browser, exported):
+    G, _, path = exported
+    with ServingStandIn(path, model='sg3') as serving:
+        server = Server(explore.ServingBackend(serving.model_url))
+        try:
+            page, errors = open_page(browser, server.url)
+            assert np.max(np.abs(shown(page) - expected_image(G, 0))) <= 1
+            page.focus('#rot')
+            for _ in range(15):
+                page.keyboard.press('ArrowRight')
+            assert np.max(np.abs(shown(page) - expected_image(G, 0, rotate=15))) <= 1
+            # The page's requests reached TF Serving unchanged.
+            sigs = [body['signature_name'] for _, body in serving.requests]
+            assert set(sigs) == {'transformed'} and serving.requests[-1][1]['inputs']['rotate'] == [15]
+            page.fill('#psi-value', '-2')
+            page.wait_for_function(SETTLED)
+            assert 'truncation psi must be' in page.inner_text('#error')
+            assert not errors, errors
+        finally:
+            server.close()
+
+
+def test_backends_and_server_errors(network):
+    _, G = network
+    backend = explore.LocalBackend(G)
+    meta = backend.metadata()['metadata']['signature_def']['signature_def']
+    assert set(meta) == {'serving_default', 'transformed', 'mapping', 'synthesis'}
+    assert meta['mapping']['outputs']['ws']['tensor_shape']['dim'][1]['size'] == str(G.num_ws)
+    z = seed_z(3, G.z_dim)
+    out = backend.predict({'inputs': {'z': z.tolist(), 'truncation_psi': 1.0}})
+    assert np.max(np.abs(np.asarray(out['outputs']['images'][0]) - expected_image(G, 3))) <= 1
+    np.testing.assert_array_equal(explore.seed_latent('3', G.z_dim), z)
+    for body, message in (({'inputs': {'z': z.tolist()}}, "missing \\['truncation_psi'\\]"),
+                          ({'signature_name': 'nope', 'inputs': {}}, "signature_name 'nope'"),
+                          ({'inputs': {'z': [[1.0, 2.0]], 'truncation_psi': 1}}, r'z: expected shape \[N, 4\]'),
+                          ({'inputs': {'z': [[float('nan')] * G.z_dim], 'truncation_psi': 1}}, 'z must be finite'),
+                          ({'inputs': 'x'}, 'expected a JSON object')):
+        with pytest.raises(explore.RequestError, match=message.replace('4', str(G.z_dim))):
+            backend.predict(body)
+    for seed in ('-1', '1.5', 'abc', str(2 ** 32)):
+        with pytest.raises(explore.RequestError, match='seed must be an integer'):
+            explore.seed_latent(seed, 4)
+    with pytest.raises(ValueError, match='serving url must look like'):
+        explore.ServingBackend('http://host:8501/v1/models')
+    server = Server(backend)
+    try:
+        request = urllib.request.Request(server.url + 'v1/models/generator:predict', data=b'{"inputs": 1}',
+                                         headers={'Content-Type': 'application/json'})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(request, timeout=60)
+        assert err.value.code == 400 and 'expected a JSON object' in json.loads(err.value.read())['error']
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(server.url + 'latent?seed=x&dim=4', timeout=60)
+        assert err.value.code == 400
+    finally:
+        server.close()
+    # TF Serving unreachable: 502 with a message.
+    dead = Server(explore.ServingBackend('http://127.0.0.1:9/v1/models/m'))
+    try:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(dead.url + 'v1/models/generator/metadata', timeout=60)
+        assert err.value.code == 502 and 'not reachable' in json.loads(err.value.read())['error']
+    finally:
+        dead.close()
+
+
+def test_cli_usage_errors(network):
+    path, _ = network
+    both = tool('explore', f'--network={path}', '--serving-url=http://127.0.0.1:9/v1/models/m')
+    assert both.returncode == 2 and 'exactly one of --network and --serving-url' in both.stderr
+    dead = tool('explore', '--serving-url=http://127.0.0.1:9/v1/models/m')
+    assert dead.returncode == 2 and 'not reachable' in dead.stderr
