@@ -54,6 +54,12 @@ def nvidia(args, data):
     """sec/kimg of NVIDIA's training step (their modules, phases and optimizer settings), on the CPU."""
     import torch
     sys.path.insert(0, args.nvlabs)
+    try:        # NVIDIA's conv2d_gradfix imports pkg_resources, gone from recent setuptools: its one use.
+        import pkg_resources  # noqa: F401
+    except ImportError:
+        import types
+        from packaging.version import parse
+        sys.modules['pkg_resources'] = types.SimpleNamespace(parse_version=parse)
     import dnnlib
     from training import loss as nv_loss
     from training import networks_stylegan2, networks_stylegan3  # noqa: F401 (dnnlib.util.construct_class_by_name)

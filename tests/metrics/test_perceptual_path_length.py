@@ -1,6 +1,8 @@
 """metrics/perceptual_path_length.py: NVIDIA's PPL recipe, checked against a numpy computation."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import afgan_tf
 from afgan_tf.metrics import lpips as lpips_module
 from afgan_tf.metrics import metric_main
 from afgan_tf.metrics import perceptual_path_length as ppl
-from conftest import numpy_lpips, random_vgg16_state_dict, tool, write_torch_state_dict
+from conftest import ENV, TINY, numpy_lpips, random_vgg16_state_dict, tiny_data, tool, write_torch_state_dict
 
 
 @pytest.fixture(scope='module')
@@ -129,3 +131,18 @@ def test_registry_and_cli(network, lpips_files, tmp_path):
     missing = tool('metrics', f'--network={path}', '--metrics=ppl_zend', '--num=4', f'--vgg16={tmp_path / "no.pth"}',
                    f'--lpips={lin}', f'--report-dir={tmp_path}')
     assert missing.returncode == 2 and 'VGG16 weights file not found' in missing.stderr
+
+
+def test_in_training_metrics(lpips_files, tmp_path):
+    """afgan-train --metrics ppl2_wend: the weights from $AFGAN_TF_VGG16 / $AFGAN_TF_LPIPS, a line per metric."""
+    vgg, lin, _, _ = lpips_files
+    data = tiny_data(tmp_path)
+    env = dict(ENV, AFGAN_TF_VGG16=str(vgg), AFGAN_TF_LPIPS=str(lin))
+    result = subprocess.run([sys.executable, '-m', 'afgan_tf.cli.train', *TINY, f'--data={data}',
+                             f'--outdir={tmp_path / "runs"}', '--kimg=0.008', '--metrics=ppl2_wend',
+                             '--metrics-at=end', '--metric-num=2'], capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = (tmp_path / 'runs').iterdir()
+    line = json.loads((run / 'metric-ppl2_wend.jsonl').read_text().splitlines()[-1])
+    assert line['num_samples'] == 2 and np.isfinite(line['value']) and line['value'] > 0
