@@ -91,11 +91,11 @@ def nvidia(args, data):
     phases = []
     for name, module, lr, interval in (('G', G, 0.002 if sg2 else 0.0025, 4 if sg2 else None), ('D', D, 0.002, 16)):
         if interval is None:
-            opt = torch.optim.Adam(module.parameters(), lr=lr, betas=(0, 0.99), eps=1e-8)
+            opt = torch.optim.Adam(module.parameters(), lr=lr, betas=(0.0, 0.99), eps=1e-8)
             phases.append((name + 'both', module, opt, 1))
         else:
             ratio = interval / (interval + 1)
-            opt = torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=(0, 0.99 ** ratio), eps=1e-8)
+            opt = torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=(0.0, 0.99 ** ratio), eps=1e-8)
             phases += [(name + 'main', module, opt, 1), (name + 'reg', module, opt, interval)]
     images = next(iter(dataset.make_dataset(data, args.batch, seed=0))).numpy()
     real = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
