@@ -90,3 +90,26 @@ def test_bad_files(weights, tmp_path):
     net = lpips.Lpips(str(vgg), str(lin_path))
     with pytest.raises(ValueError, match='at least 16x16'):
         net.embed(images(1, size=8))
+
+
+def test_calibration_from_a_wheel_into_the_cache(weights, tmp_path, monkeypatch):
+    """--lpips WHEEL: vgg.pth is taken out of the lpips wheel into the cache once (as a PyPI download is)."""
+    import zipfile
+    _, lin_path, _, lin = weights
+    wheel = tmp_path / 'lpips-0.1.4-py3-none-any.whl'
+    with zipfile.ZipFile(wheel, 'w') as z:
+        z.writestr(lpips.LPIPS_MEMBER, lin_path.read_bytes())
+    monkeypatch.setenv('AFGAN_TF_CACHE', str(tmp_path / 'cache'))
+    monkeypatch.delenv('AFGAN_TF_LPIPS', raising=False)
+    path = lpips.lpips_weights_path(str(wheel))
+    assert path == str(tmp_path / 'cache' / lpips.LPIPS_CACHE_NAME)
+    read = lpips.load_lpips_weights(path)
+    assert all(np.array_equal(a, b) for a, b in zip(read, lin))
+    # Later calls without a path read the cache (no download).
+    monkeypatch.setattr(lpips, 'pypi_member', lambda *a, **k: pytest.fail('downloaded although cached'))
+    assert lpips.lpips_weights_path() == path
+    empty = tmp_path / 'empty.whl'
+    with zipfile.ZipFile(empty, 'w') as z:
+        z.writestr('other.txt', 'x')
+    with pytest.raises(ValueError, match='has no lpips/weights/v0.1/vgg.pth'):
+        lpips.lpips_weights_path(str(empty))
