@@ -46,16 +46,27 @@ class TrainingClock:
 
 
 class Progress(keras.callbacks.Callback):
-    """Prints 'kimg, sec/kimg, losses, ETA' every ``every`` steps and logs them to TensorBoard."""
+    """Prints 'kimg, sec/kimg, losses, ETA' every ``every`` steps and logs them to TensorBoard.
 
-    def __init__(self, gan, total_kimg, every=10, log_dir=None, minutes=None):
+    With a ``clock`` (``TrainingClock``), sec/kimg and the ETA count training time only (metric
+    evaluation left out), as ``--minutes`` does."""
+
+    def __init__(self, gan, total_kimg, every=10, log_dir=None, minutes=None, clock=None):
         super().__init__()
         self.gan, self.total_kimg, self.every, self.minutes = gan, float(total_kimg), int(every), minutes
+        self.clock = clock
         self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
         self.start_time = self.start_kimg = None
 
     def on_train_begin(self, logs=None):
         self.start_time, self.start_kimg = time.time(), self.kimg()
+        self.start_clock = self.clock.this_process() if self.clock else 0.0
+
+    def elapsed(self):
+        """Seconds of training in this process since training began (wall time without a clock)."""
+        if self.clock is not None:
+            return self.clock.this_process() - self.start_clock
+        return time.time() - self.start_time
 
     def kimg(self):
         return float(self.gan.nimg.numpy()) / 1000
@@ -66,10 +77,12 @@ class Progress(keras.callbacks.Callback):
             return
         kimg = self.kimg()
         done = max(kimg - self.start_kimg, 1e-9)
-        sec_per_kimg = (time.time() - self.start_time) / done
+        elapsed = self.elapsed()
+        sec_per_kimg = elapsed / done
         eta = max(self.total_kimg - kimg, 0) * sec_per_kimg
         if self.minutes is not None:        # A time budget ends the run sooner.
-            eta = min(eta, max(self.minutes * 60 - (time.time() - self.start_time), 0))
+            used = self.clock.this_process() if self.clock is not None else elapsed
+            eta = min(eta, max(self.minutes * 60 - used, 0))
         logs = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in (logs or {}).items()}
         print(f'kimg {kimg:8.3f}  step {step:6d}  sec/kimg {sec_per_kimg:7.2f}  '
               + '  '.join(f'{k} {v:.4f}' for k, v in sorted(logs.items()))

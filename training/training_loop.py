@@ -411,7 +411,8 @@ def train(options, run_dir, strategy=None, log=print):
         clock = callbacks.TrainingClock(run.read_state().get('train_seconds', 0.0) if resuming else 0.0)
         saver = callbacks.Checkpointer(run.manager(checkpoint), gan, run, clock)
         grids = callbacks.SampleGrid(gan, run, grid_z, grid_c, grid=(4, 4))
-        cbs = [callbacks.Progress(gan, total_kimg, options.get('log_every', 10), run.log_dir, options.get('minutes')),
+        cbs = [callbacks.Progress(gan, total_kimg, options.get('log_every', 10), run.log_dir, options.get('minutes'),
+                                  clock=clock),
                grids, saver, callbacks.TimeLimit(gan, options.get('minutes'), total_kimg, clock)]
         metric_specs = metric_main.parse_metric_list(options.get('metrics'))
         metrics_cb = None
