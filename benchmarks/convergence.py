@@ -103,11 +103,14 @@ def plot(run, metric, docs, data):
     fig.tight_layout()
     fig.savefig(docs / 'convergence.png', dpi=110)
     plt.close(fig)
-    fakes = np.asarray(Image.open(run.fakes('_final'))) if run.fakes('_final').is_file() else None
+    # The final grid, or (a run still going) the newest snapshot's; both show the same fixed latents.
+    grids = [run.fakes('_final')] if run.fakes('_final').is_file() else sorted(run.path.glob('fakes0*.png'))
     real = image_writing.image_grid(dataset.load_images(str(data), max_images=16)[0], grid=(4, 4))
-    if fakes is not None:
+    if grids:
+        fakes = np.asarray(Image.open(grids[-1]))
         fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
-        for ax, img, title in ((axes[0], fakes, f'generated (G_ema, {kimg[-1]:.0f} kimg, {metric} {value[-1]:.1f})'),
+        for ax, img, title in ((axes[0], fakes, f'generated (G_ema, {grids[-1].name}; {metric} {value[-1]:.1f} '
+                                                f'at {kimg[-1]:.0f} kimg)'),
                                (axes[1], real, 'real (first 16 images)')):
             ax.imshow(img.squeeze(), cmap='gray', interpolation='nearest')
             ax.set_title(title, fontsize=9)
