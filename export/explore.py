@@ -55,13 +55,13 @@ def _tensor_info(spec):
             'name': f'{spec.name}:0'}
 
 
-def signature_metadata(G):
-    """``GET /v1/models/NAME/metadata`` of the exported generator, as TF Serving answers it."""
+def signature_metadata(endpoints):
+    """``GET /v1/models/NAME/metadata`` as TF Serving answers it, for ``{name: (tf.function, input specs)}``
+    (functions with an input signature; tracing them here is the tracing their first call reuses)."""
     import tensorflow as tf
-    from afgan_tf.export.saved_model import _generator_endpoints
     signatures = {}
-    for name, (fn, specs) in _generator_endpoints(G).items():
-        outputs = tf.function(fn).get_concrete_function(*specs).structured_outputs
+    for name, (fn, specs) in endpoints.items():
+        outputs = fn.get_concrete_function().structured_outputs
         signatures[name] = {
             'inputs': {s.name: _tensor_info(s) for s in specs},
             'outputs': {k: _tensor_info(tf.TensorSpec(v.shape, v.dtype, k)) for k, v in outputs.items()},
@@ -79,7 +79,7 @@ class LocalBackend:
         self.G = G
         self._endpoints = {name: (tf.function(fn, input_signature=specs), specs)
                            for name, (fn, specs) in _generator_endpoints(G).items()}
-        self._metadata = signature_metadata(G)
+        self._metadata = signature_metadata(self._endpoints)
         self._lock = threading.Lock()       # One generator call at a time (the server is threaded).
 
     def metadata(self):

@@ -16,13 +16,12 @@ computes in float32). ``export_onnx`` needs ``tf2onnx`` (``pip install -e ".[onn
 (``tf.lite.Interpreter``, ``onnxruntime``) for checks and benchmarks.
 """
 
-import os
-import pathlib
 import warnings
 
 import numpy as np
 import tensorflow as tf
 
+from afgan_tf.cache import write_atomically
 from afgan_tf.image_writing import to_uint8_tf
 
 ONNX_OPSET = 17
@@ -56,15 +55,6 @@ def generator_function(G, batch=None):
     return tf.function(generate, input_signature=signature, autograph=False)
 
 
-def _write_atomically(path, data):
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp')
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
-
-
 def export_tflite(G, path, batch=None, float16=False):
     """Writes ``G`` as a TFLite flatbuffer to ``path``; returns the path.
 
@@ -82,7 +72,7 @@ def export_tflite(G, path, batch=None, float16=False):
     if float16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
-    return _write_atomically(path, converter.convert())
+    return write_atomically(path, converter.convert())
 
 
 def export_onnx(G, path, batch=None, opset=ONNX_OPSET):
@@ -94,7 +84,7 @@ def export_onnx(G, path, batch=None, opset=ONNX_OPSET):
     fn = generator_function(G, batch)
     model, _ = tf2onnx.convert.from_function(fn, input_signature=input_signature(G, batch), opset=opset,
                                              output_path=None)
-    return _write_atomically(path, model.SerializeToString())
+    return write_atomically(path, model.SerializeToString())
 
 
 def _check_inputs(z, truncation_psi, c, z_dim, c_dim):

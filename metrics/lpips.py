@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from afgan_tf import torch_pickle
-from afgan_tf.cache import cache_dir, file_digest, pypi_member
+from afgan_tf.cache import cache_dir, pypi_member
 
 LPIPS_PACKAGE = 'lpips'
 LPIPS_VERSION = '0.1.4'
@@ -177,7 +177,6 @@ class Lpips:
             lin = load_lpips_weights(lpips_path)
         self.kernels = [(tf.constant(k), tf.constant(b)) for k, b in convs]
         self.lin = [tf.constant(np.maximum(w, 0)) for w in lin]      # LPIPS clamps them non-negative.
-        self.weights_id = file_digest(vgg16_path)[:12] + (f'+{file_digest(lpips_path)[:12]}' if lpips_path else '')
         self._embed = tf.function(self._embed_graph, reduce_retracing=True)
 
     def preprocess(self, images):

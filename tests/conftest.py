@@ -315,9 +315,8 @@ class _TorchSavePickler(pickle._Pickler):
 
     def persistent_id(self, obj):
         if isinstance(obj, _Storage):
-            return ('storage', _torch_global('torch', _TORCH_DTYPES[obj.array.dtype]), obj.key, 'cpu', obj.array.size,
-                    None) if self.legacy else \
-                ('storage', _torch_global('torch', _TORCH_DTYPES[obj.array.dtype]), obj.key, 'cpu', obj.array.size)
+            pid = ('storage', _torch_global('torch', _TORCH_DTYPES[obj.array.dtype]), obj.key, 'cpu', obj.array.size)
+            return pid + (None,) if self.legacy else pid
         return None
 
     def reducer_override(self, obj):

@@ -41,9 +41,7 @@ def main(argv):
         try:
             backend = explore.ServingBackend(FLAGS['serving-url'].value)
             backend.metadata()
-        except ValueError as e:
-            raise common.UsageError(f'--serving-url: {e}') from e
-        except (ConnectionError, explore.RequestError) as e:
+        except (ValueError, ConnectionError) as e:      # A malformed URL, TF Serving unreachable or refusing.
             raise common.UsageError(f'--serving-url: {e}') from e
         source = f'TF Serving at {backend.url}'
     try:
