@@ -56,6 +56,16 @@ def reference_variables(layer, prefix=''):
     return out
 
 
+def random_normal(rng, shape, key=None):
+    """An N(0, 1) draw of ``shape`` from ``rng``: None (TF's global generator), a ``tf.random.Generator``,
+    or a draw function ``fn(shape, key)`` (a training step's random source; ``key`` names what draws)."""
+    if rng is None:
+        return tf.random.normal(shape)
+    if isinstance(rng, tf.random.Generator):
+        return rng.normal(shape)
+    return rng(shape, key)
+
+
 def _randn(seed_gen):
     def init(shape, dtype=None):
         return tf.constant(seed_gen.standard_normal(shape), dtype='float32')

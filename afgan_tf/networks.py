@@ -13,7 +13,8 @@ The interface a synthesis network provides (``stylegan3.SynthesisNetwork``,
   ``ws`` float32 [N, num_ws, w_dim] -> images float32 [N, img_resolution, img_resolution,
   img_channels], NHWC, about [-1, 1]. ``transform`` [3, 3] or [N, 3, 3]: the inverse output
   transform (only where ``accepts_transform``; others raise ValueError). ``noise_mode``
-  'random' / 'const' / 'none' and ``noise_rng`` (a ``tf.random.Generator`` for the random noise)
+  'random' / 'const' / 'none' and ``noise_rng`` (for the random noise: a ``tf.random.Generator`` or a
+  draw function ``fn(shape, key)``, see ``layers.random_normal``)
   matter only where ``has_noise``. ``update_emas`` updates moving averages (training).
   ``impl`` 'auto' / 'ref' / 'custom' chooses the filtered_lrelu implementation;
 * ``reference_variables()`` through ``layers.reference_variables``: NVIDIA's state-dict names;

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from afgan_tf import filters as filters_lib
 from afgan_tf import ops
-from afgan_tf.layers import (FullyConnected, MappingNetwork, PrecisionMixin, RefLayer, check_precision,
+from afgan_tf.layers import (FullyConnected, MappingNetwork, PrecisionMixin, RefLayer, check_precision, random_normal,
                              check_resolution, check_synthesis_args, conv2d, fp16_resolution, modulated_conv2d)
 
 SQRT_HALF = float(np.sqrt(0.5))
@@ -64,7 +64,7 @@ class SynthesisLayer(RefLayer):
                              resample_filter=self.resample_filter)
         if self.use_noise and noise_mode == 'random':
             shape = [tf.shape(x)[0], self.resolution, self.resolution, 1]
-            noise = noise_rng.normal(shape) if noise_rng is not None else tf.random.normal(shape)
+            noise = random_normal(noise_rng, shape, key=self.noise_const)
             x = x + tf.cast(noise * self.noise_strength, x.dtype)
         elif self.use_noise and noise_mode == 'const':
             x = x + tf.cast(self.noise_const * self.noise_strength, x.dtype)[tf.newaxis, :, :, tf.newaxis]

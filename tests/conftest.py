@@ -154,12 +154,13 @@ def tiny_data(folder, n=8, seed=0, name='data.zip', size=16):
 def small_gan(batch=4, arch='stylegan3-t', c_dim=0, **kwargs):
     """A compiled GAN of tiny 16x16 greyscale networks."""
     import afgan_tf
-    from afgan_tf.training.gan import GAN, lazy_adam
+    from afgan_tf.training.gan import GAN
+    from afgan_tf.training.optimizers import lazy_adam
     kw = dict(z_dim=16, w_dim=16, img_resolution=16, img_channels=1, channel_base=256, channel_max=16, c_dim=c_dim)
     G = afgan_tf.Generator(arch, seed=0, **kw)
     G_ema = afgan_tf.Generator(arch, seed=0, **kw)
     D = afgan_tf.Discriminator(img_resolution=16, img_channels=1, channel_base=256, channel_max=16, c_dim=c_dim,
-                               epilogue_kwargs=dict(mbstd_group_size=2))
+                               epilogue_kwargs=dict(mbstd_group_size=2), seed=1)
     gan = GAN(G, D, G_ema, batch_size=batch, r1_gamma=1.0, **kwargs)
     gan.compile(g_optimizer=lazy_adam(0.0025), d_optimizer=lazy_adam(0.002, 16))
     return gan

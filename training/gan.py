@@ -1,18 +1,28 @@
 """The GAN as a ``keras.Model``: ``compile(g_optimizer=..., d_optimizer=...)`` then ``fit(dataset)``.
 
-One ``train_step`` is one step of the reference's training loop (StyleGAN2Loss):
-G main (non-saturating loss), D main (logistic loss; G's moving averages are updated
-while generating here, as in the reference), lazy R1 every ``r1_interval`` steps as a
-separate D step with the penalty scaled by the interval, then the G EMA update
-(``ema_kimg`` with ``ema_rampup``). StyleGAN3-R blurs the images D sees (sigma
-``blur_init_sigma`` fading to 0 over ``blur_fade_kimg``). Style mixing mixes two ws at
-a random cutoff with probability ``style_mixing_prob``. StyleGAN2 adds path-length
-regularisation (``pl_weight`` 2, every ``pl_interval`` = 4 steps, half batch, as a separate G
-step). With an ``augment_pipe`` (ADA), the images D sees are augmented with probability
-``augment_p``; with ``ada_target`` set, p is adjusted every ``ada_interval`` steps from the
-sign of D's real logits (the reference's rule). Latents and augmentation draw from
-``self.rng``, a ``tf.random.Generator`` whose state is checkpointed.
+One ``train_step`` is one iteration of NVIDIA's training loop with its ``StyleGAN2Loss``: the
+phases of ``self.phases`` in NVIDIA's order, each running when ``step % interval == 0``:
+
+* G: ``Gboth`` every step (no lazy regularisation, StyleGAN3), or ``Gmain`` every step and ``Greg``
+  (path length, half batch) every ``pl_interval`` steps (StyleGAN2);
+* D: ``Dmain`` (logistic loss; G's moving averages are updated while generating its fakes) every
+  step and ``Dreg`` (R1) every ``r1_interval`` steps, or ``Dboth`` every step when ``r1_interval`` is None.
+
+A phase computes ``loss.mean() * interval`` (the lazy-regularisation gain), its gradients with
+NVIDIA's ``nan_to_num``, and takes one step of its module's optimizer (one Adam state per module,
+shared by its phases; parameters without a gradient are skipped). Then G_ema follows G
+(``ema_kimg`` with ``ema_rampup``), from the images seen before this step. StyleGAN3-R blurs the
+images D sees (sigma ``blur_init_sigma`` fading to 0 over ``blur_fade_kimg``); StyleGAN2 mixes styles
+with probability ``style_mixing_prob``. With an ``augment_pipe`` (ADA), the images D sees are
+augmented with probability ``augment_p``; with ``ada_target`` set, p is adjusted every
+``ada_interval`` steps from the sign of D's real logits (the reference's rule).
+
+Every random draw comes from ``self.source`` (``training.randomness``): by default the run's
+checkpointed ``tf.random.Generator`` ``self.rng``; the replay of NVIDIA's recorded steps swaps in
+the recorded draws. Each phase reports NVIDIA's per-sample values (``Loss/G/loss``, ...).
 """
+
+import collections
 
 import numpy as np
 import tensorflow as tf
@@ -20,13 +30,7 @@ import keras
 
 from afgan_tf.training import augment
 from afgan_tf.training import loss as losses
-
-
-def lazy_adam(learning_rate, reg_interval=None, beta_1=0.0, beta_2=0.99, epsilon=1e-8):
-    """Adam with the reference's lazy-regularisation correction of lr and betas."""
-    ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
-    return keras.optimizers.Adam(learning_rate=learning_rate * ratio, beta_1=beta_1 ** ratio,
-                                 beta_2=beta_2 ** ratio, epsilon=epsilon)
+from afgan_tf.training.randomness import RandomSource
 
 
 def nan_to_num(grad):
@@ -34,6 +38,22 @@ def nan_to_num(grad):
     grad = tf.where(tf.math.is_nan(grad), tf.zeros_like(grad), grad)
     big = tf.constant(1e5, grad.dtype)
     return tf.where(tf.math.is_inf(grad), tf.where(grad > 0, big, -big), grad)
+
+
+def torch_lerp(start, end, weight):
+    """``torch.lerp(start, end, weight)`` with PyTorch's rounding: start + w (end - start) for |w| < 0.5,
+    else end - (end - start) (1 - w). ``weight`` is a float32 scalar (tensor or number)."""
+    weight = tf.cast(weight, start.dtype)
+    return tf.where(tf.abs(weight) < 0.5, start + weight * (end - start), end - (end - start) * (1 - weight))
+
+
+Phase = collections.namedtuple('Phase', ['name', 'module', 'interval'])
+Phase.__doc__ = """A phase of NVIDIA's loop: 'Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg' or 'Dboth'; module 'G' or 'D';
+it runs when step % interval == 0, with gain = interval."""
+
+# Tracked means (logged to TensorBoard) and the per-sample report each one averages.
+TRACKED = {'loss_G': 'Loss/G/loss', 'loss_D': 'Loss/D/loss', 'loss_r1': 'Loss/D/reg', 'r1': 'Loss/r1_penalty',
+           'loss_pl': 'Loss/G/reg', 'pl_penalty': 'Loss/pl_penalty'}
 
 
 class GAN(keras.Model):
@@ -45,14 +65,14 @@ class GAN(keras.Model):
                  G_ema,                     # Moving average of G (same architecture).
                  batch_size,                # Global batch size (for the EMA and kimg).
                  r1_gamma=2.0,              # R1 weight gamma.
-                 r1_interval=16,            # Lazy R1 interval (steps), None = every step.
+                 r1_interval=16,            # Lazy R1 interval (steps), None = R1 in the main D phase (Dboth).
                  ema_kimg=None,             # EMA half-life in kimg, None = batch * 10 / 32.
                  ema_rampup=0.05,           # EMA ramp-up (fraction of the images seen), None = off.
                  style_mixing_prob=0.0,     # Probability of style mixing.
                  blur_init_sigma=0.0,       # Initial blur of D's inputs (StyleGAN3-R: 10).
                  blur_fade_kimg=0.0,        # Blur fades to 0 over this many kimg.
                  pl_weight=0.0,             # Path-length regularisation weight (StyleGAN2: 2).
-                 pl_interval=4,             # Lazy path-length interval (steps).
+                 pl_interval=None,          # Lazy path-length interval (steps), None = no lazy G phase (Gboth).
                  pl_batch_shrink=2,         # Path-length batch = batch / shrink.
                  pl_decay=0.01,             # Decay of the path-length running mean.
                  augment_pipe=None,         # AugmentPipe (ADA) or None.
@@ -78,7 +98,8 @@ class GAN(keras.Model):
                                     aggregation='only_first_replica')
         self.step = self.add_weight(name='step', shape=(), initializer='zeros', dtype='int64', trainable=False,
                                     aggregation='only_first_replica')
-        self.pl_weight, self.pl_interval = float(pl_weight), int(pl_interval)
+        self.pl_weight = float(pl_weight)
+        self.pl_interval = None if pl_interval is None else int(pl_interval)
         self.pl_batch_shrink, self.pl_decay = int(pl_batch_shrink), float(pl_decay)
         self.pl_mean = self.add_weight(name='pl_mean', shape=(), initializer='zeros', trainable=False,
                                        aggregation='mean')
@@ -92,14 +113,26 @@ class GAN(keras.Model):
         self.ada_count = self.add_weight(name='ada_count', shape=(), initializer='zeros', trainable=False,
                                          aggregation='sum')
         self.rng = tf.random.Generator.from_seed(int(seed))
+        self.source = RandomSource(self.rng)
         self.label_pool = None
         if G.c_dim:
             if label_pool is None or len(label_pool) == 0:
                 raise ValueError('label_pool: a conditional generator (c_dim > 0) needs the dataset\'s labels')
             self.label_pool = tf.constant(np.asarray(label_pool, np.int64))
+        self.phases = self._make_phases()
         names = ('loss_G', 'loss_D', 'loss_r1', 'r1') + (('loss_pl', 'pl_penalty') if self.pl_weight > 0 else ())
         self.tracker = {name: keras.metrics.Mean(name=name) for name in names}
         self.built = True           # Every variable exists already (G, D, G_ema, counters).
+
+    def _make_phases(self):
+        """NVIDIA's phases (training_loop.py): per module 'both' without lazy regularisation, else 'main' + 'reg'."""
+        phases = []
+        for module, interval in (('G', self.pl_interval), ('D', self.r1_interval)):
+            if interval is None:
+                phases.append(Phase(module + 'both', module, 1))
+            else:
+                phases += [Phase(module + 'main', module, 1), Phase(module + 'reg', module, int(interval))]
+        return tuple(phases)
 
     def call(self, z, c=None):
         """Images from G_ema (what the trained model is for)."""
@@ -116,140 +149,178 @@ class GAN(keras.Model):
     def metrics(self):
         return list(self.tracker.values())
 
-    def _latents(self, batch):
-        return self.rng.normal([batch, self.G.z_dim])
+    # ------------------------------------------------------------------------------------------
+    # NVIDIA's run_G and run_D; every draw from self.source.
 
-    def _fake_labels(self, batch):
-        """Labels of generated images: those of random training images (None if unconditional)."""
+    def _fake_labels(self, phase, batch):
+        """Labels of generated images (None if unconditional)."""
         if self.label_pool is None:
             return None
-        index = self.rng.uniform([batch], 0, tf.size(self.label_pool, out_type=tf.int64), dtype=tf.int64)
-        return tf.one_hot(tf.gather(self.label_pool, index), self.G.c_dim)
+        return self.source.labels(phase, batch, self.label_pool, self.G.c_dim)
 
-    def _mapping(self, z, c, update_emas=False):
+    def _mapping(self, phase, z, c, update_emas=False):
         ws = self.G.mapping(z, c, update_emas=update_emas)
         if self.style_mixing_prob > 0:
             num_ws = self.G.num_ws
-            cutoff = self.rng.uniform([], 1, num_ws, dtype=tf.int64)
-            cutoff = tf.where(self.rng.uniform([]) < self.style_mixing_prob, cutoff, tf.cast(num_ws, tf.int64))
-            ws_mix = self.G.mapping(self.rng.normal(tf.shape(z)), c)
+            cutoff, mix_z = self.source.mixing(phase, tf.shape(z)[0], self.G.z_dim, num_ws, self.style_mixing_prob)
             mix = (tf.range(num_ws, dtype=tf.int64) >= cutoff)[tf.newaxis, :, tf.newaxis]
-            ws = tf.where(mix, ws_mix, ws)
+            ws = tf.where(mix, self.G.mapping(mix_z, c), ws)
         return ws
 
-    def _generate(self, z, c, update_emas=False):
-        return self.G.synthesis(self._mapping(z, c, update_emas), noise_mode='random', update_emas=update_emas,
-                                noise_rng=self.rng)
+    def _synthesis(self, phase, ws, update_emas=False, impl='auto'):
+        return self.G.synthesis(ws, noise_mode='random', update_emas=update_emas, impl=impl,
+                                noise_rng=self.source.noise_fn(phase))
+
+    def _generate(self, phase, batch, update_emas=False):
+        """(images, labels) of ``batch`` generated images, as NVIDIA's run_G."""
+        c = self._fake_labels(phase, batch)
+        z = self.source.latents(phase, batch, self.G.z_dim)
+        return self._synthesis(phase, self._mapping(phase, z, c, update_emas), update_emas), c
 
     def blur_sigma(self):
+        """The StyleGAN3-R blur of D's inputs at the current image count (float64 maths, as NVIDIA's)."""
         if self.blur_fade_kimg <= 0 or self.blur_init_sigma <= 0:
             return tf.constant(0.0)
-        frac = 1 - tf.cast(self.nimg, tf.float32) / (self.blur_fade_kimg * 1e3)
-        return tf.maximum(frac, 0.0) * self.blur_init_sigma
+        frac = 1 - tf.cast(self.nimg, tf.float64) / (self.blur_fade_kimg * 1e3)
+        return tf.cast(tf.maximum(frac, 0.0) * self.blur_init_sigma, tf.float32)
 
-    def _discriminate(self, img, c):
+    def _discriminate(self, phase, img, c):
         if self.blur_init_sigma > 0:
             img = losses.blur_images(img, self.blur_sigma(), max_radius=self.blur_radius)
         if self.augment_pipe is not None:
-            img = self.augment_pipe(img, self.augment_p, rng=self.rng)
+            img = self.augment_pipe(img, self.augment_p, rng=self.source.augment_rng(phase))
         return self.D(img, c)
 
-    def _apply(self, optimizer, tape, loss, variables):
-        # float16: the loss is scaled for the backward pass, and the LossScaleOptimizer unscales the
-        # gradients, skips a step whose gradients overflow and adapts the scale (dynamic loss scaling).
+    # ------------------------------------------------------------------------------------------
+    # Phases.
+
+    def _mean(self, values):
+        """NVIDIA's loss.mean() of a per-sample loss, averaged over replicas (its gradients are all-reduced
+        and divided by the number of GPUs)."""
+        return tf.reduce_mean(values) / tf.distribute.get_strategy().num_replicas_in_sync
+
+    def phase_active(self, phase):
+        """Whether a phase has anything to compute (NVIDIA: Greg is 'none' without pl_weight, Dreg without gamma)."""
+        return not ((phase.name == 'Greg' and self.pl_weight == 0) or (phase.name == 'Dreg' and self.r1_gamma == 0))
+
+    def phases_at(self, step):
+        """The phases that run at ``step`` (a Python int), in order."""
+        return tuple(p for p in self.phases if self.phase_active(p) and step % p.interval == 0)
+
+    def phase_gradients(self, phase, real, c=None):
+        """Computes one phase: (gradients, reports).
+
+        ``gradients`` align with the phase's module's ``trainable_variables`` (None where a variable
+        gets no gradient), with the gain (the phase's interval) included and non-finite values mapped
+        as NVIDIA's ``nan_to_num`` (not under loss scaling, where an overflow must be seen to skip the
+        step). ``reports`` holds NVIDIA's per-sample ``training_stats`` values of the phase
+        (``{'Loss/G/loss': [batch], ...}``). Moving averages change where NVIDIA's do (the Dmain fakes).
+        """
+        name, gain = phase.name, float(phase.interval)
+        batch = tf.shape(real)[0]
+        reports = {}
+        flat = lambda x: tf.reshape(tf.cast(x, tf.float32), [-1])
+        if phase.module == 'G':
+            module, optimizer = self.G, self.g_optimizer
+            with tf.GradientTape() as tape:
+                terms = []
+                if name in ('Gmain', 'Gboth'):
+                    fake, gen_c = self._generate(name, batch)
+                    logits = self._discriminate(name, fake, gen_c)
+                    loss_G = losses.generator_loss(logits)
+                    reports.update({'Loss/scores/fake': flat(logits), 'Loss/signs/fake': flat(tf.sign(logits)),
+                                    'Loss/G/loss': flat(loss_G)})
+                    terms.append(self._mean(loss_G) * gain)
+                if name in ('Greg', 'Gboth') and self.pl_weight > 0:
+                    pl_batch = tf.maximum(batch // self.pl_batch_shrink, 1)
+                    c = self._fake_labels(name, pl_batch)
+                    ws = self._mapping(name, self.source.latents(name, pl_batch, self.G.z_dim), c)
+                    # Second-order gradients: the reference path (the fused op has first-order gradients only).
+                    pl_penalty = losses.path_length_penalty(
+                        lambda w: self._synthesis(name, w, impl='ref'), ws, self.pl_mean, self.pl_decay,
+                        lambda shape: self.source.path_length_noise(name, shape))
+                    reports.update({'Loss/pl_penalty': flat(pl_penalty), 'Loss/G/reg': flat(pl_penalty * self.pl_weight)})
+                    terms.append(self._mean(pl_penalty * self.pl_weight) * gain)
+                loss = tf.add_n(terms)
+        else:
+            module, optimizer = self.D, self.d_optimizer
+            if name in ('Dmain', 'Dboth'):                  # Outside the tape: G is not differentiated here.
+                fake, gen_c = self._generate(name, batch, update_emas=True)
+            with tf.GradientTape() as tape:
+                terms = []
+                if name in ('Dmain', 'Dboth'):
+                    fake_logits = self._discriminate(name, fake, gen_c)
+                    reports.update({'Loss/scores/fake': flat(fake_logits), 'Loss/signs/fake': flat(tf.sign(fake_logits))})
+                    loss_Dgen = tf.nn.softplus(fake_logits)
+                    terms.append(self._mean(loss_Dgen) * gain)
+                r1 = name in ('Dreg', 'Dboth') and self.r1_gamma > 0
+                if r1:
+                    r1_penalty, real_logits = losses.r1_penalty(lambda x: self._discriminate(name, x, c), real)
+                else:
+                    real_logits = self._discriminate(name, real, c)
+                reports.update({'Loss/scores/real': flat(real_logits), 'Loss/signs/real': flat(tf.sign(real_logits))})
+                if name in ('Dmain', 'Dboth'):
+                    loss_Dreal = tf.nn.softplus(-real_logits)
+                    reports['Loss/D/loss'] = flat(loss_Dgen + loss_Dreal)
+                    terms.append(self._mean(loss_Dreal) * gain)
+                if r1:
+                    loss_Dr1 = r1_penalty * (self.r1_gamma / 2)
+                    reports.update({'Loss/r1_penalty': flat(r1_penalty), 'Loss/D/reg': flat(loss_Dr1)})
+                    terms.append(self._mean(loss_Dr1) * gain)
+                loss = tf.add_n(terms)
+        variables = module.trainable_variables
         scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         grads = tape.gradient(loss, variables,
                               output_gradients=optimizer.scale_loss(tf.ones_like(loss)) if scaled else None)
-        # Variables without a gradient (e.g. D's output bias in the R1 step) are left out of the
-        # update, as PyTorch's optimizers skip parameters whose .grad is None: their Adam moments
-        # do not decay. Non-finite values are mapped as the reference's nan_to_num does (not under
-        # loss scaling, where an overflow must be seen to skip the step).
-        pairs = [(g if scaled else nan_to_num(g), v) for g, v in zip(grads, variables) if g is not None]
+        return [g if g is None or scaled else nan_to_num(g) for g in grads], reports
+
+    def apply_phase_gradients(self, phase, grads):
+        """One optimizer step of the phase's module. Variables whose gradient is None are left out of the
+        update, as PyTorch's optimizers skip parameters whose .grad is None (their Adam moments and step
+        count stay)."""
+        module, optimizer = (self.G, self.g_optimizer) if phase.module == 'G' else (self.D, self.d_optimizer)
+        pairs = [(g, v) for g, v in zip(grads, module.trainable_variables) if g is not None]
         if pairs:
             optimizer.apply(*zip(*pairs))
 
-    def train_step(self, data):
-        real, c = (data if isinstance(data, (tuple, list)) else (data, None))
-        batch = tf.shape(real)[0]
-        # Losses are averaged over the global batch (per-replica sums / global batch size).
-        scale = 1.0 / self.batch_size
-
-        with tf.GradientTape() as tape:                                  # G main.
-            gen_c = self._fake_labels(batch)
-            fake = self._generate(self._latents(batch), gen_c)
-            per_sample_G = losses.generator_loss(self._discriminate(fake, gen_c))
-            loss_G = tf.reduce_sum(per_sample_G) * scale
-        self._apply(self.g_optimizer, tape, loss_G, self.G.trainable_variables)
-
-        gen_c = self._fake_labels(batch)                                 # D main.
-        fake = self._generate(self._latents(batch), gen_c, update_emas=True)
-        with tf.GradientTape() as tape:
-            real_logits = self._discriminate(real, c)
-            per_sample_D = losses.discriminator_loss(real_logits, self._discriminate(fake, gen_c))
-            loss_D = tf.reduce_sum(per_sample_D) * scale
-        self._apply(self.d_optimizer, tape, loss_D, self.D.trainable_variables)
-        self._count_signs(real_logits)
-
-        interval = self.r1_interval or 1
-        if self._r1_this_step():                                         # D reg (lazy R1).
-            with tf.GradientTape() as tape:
-                r1_per_sample, r1_logits = losses.r1_penalty(lambda x: self._discriminate(x, c), real)
-                loss_r1 = tf.reduce_sum(r1_per_sample * (self.r1_gamma / 2)) * scale * interval
-            self._apply(self.d_optimizer, tape, loss_r1, self.D.trainable_variables)
-            # The reference's ADA statistic (Loss/signs/real) also counts the real logits of this phase.
-            self._count_signs(r1_logits)
-            # Logged only on R1 steps (per replica as a mean, like loss_G / loss_D).
-            self.tracker['loss_r1'].update_state(tf.reduce_mean(r1_per_sample * (self.r1_gamma / 2)) * interval)
-            self.tracker['r1'].update_state(tf.reduce_mean(r1_per_sample))
-
-        if self._pl_this_step():                                         # G reg (lazy path length).
-            pl_batch = tf.maximum(batch // self.pl_batch_shrink, 1)
-            with tf.GradientTape() as tape:
-                ws = self._mapping(self._latents(pl_batch), self._fake_labels(pl_batch))
-                pl_penalty = losses.path_length_penalty(
-                    # Second-order gradients: the reference path (the fused op has first-order gradients only).
-                    lambda w: self.G.synthesis(w, noise_mode='random', impl='ref'), ws, self.pl_mean, self.pl_decay,
-                    self.rng)
-                loss_pl = tf.reduce_sum(pl_penalty * self.pl_weight) * self.pl_interval \
-                    / (self.batch_size // self.pl_batch_shrink)
-            self._apply(self.g_optimizer, tape, loss_pl, self.G.trainable_variables)
-            self.tracker['loss_pl'].update_state(tf.reduce_mean(pl_penalty) * self.pl_weight * self.pl_interval)
-            self.tracker['pl_penalty'].update_state(tf.reduce_mean(pl_penalty))
-
-        self._update_ema()          # From the images seen before this step, as the reference.
+    def finish_step(self):
+        """The end of a step: G_ema follows G (from the images seen before this step, as NVIDIA's), then the
+        image and step counters advance. Returns the tracked means."""
+        self._update_ema()
         self.nimg.assign_add(tf.cast(self.batch_size, tf.float64))
         self.step.assign_add(1)
-        # Per-replica means; the metrics average them over replicas (equal local batches).
-        self.tracker['loss_G'].update_state(tf.reduce_mean(per_sample_G))
-        self.tracker['loss_D'].update_state(tf.reduce_mean(per_sample_D))
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # Keras reduces outputs across workers with strategy.reduce(MEAN, axis=0): needs a batch axis.
             return {name: tf.reshape(m.result(), [1]) for name, m in self.tracker.items()}
         return {name: m.result() for name, m in self.tracker.items()}
 
-    def _count_signs(self, real_logits):
-        if self.ada_target is not None:
-            self.ada_signs.assign_add(tf.reduce_sum(tf.sign(real_logits)))
-            self.ada_count.assign_add(tf.cast(tf.size(real_logits), tf.float32))
+    def _track(self, reports):
+        # Per-replica means; the metrics average them over replicas (equal local batches).
+        for name, key in TRACKED.items():
+            if key in reports and name in self.tracker:
+                self.tracker[name].update_state(tf.reduce_mean(reports[key]))
+        if self.ada_target is not None and 'Loss/signs/real' in reports:
+            # The reference's ADA statistic (Loss/signs/real) counts the real logits of Dmain and Dreg.
+            self.ada_signs.assign_add(tf.reduce_sum(reports['Loss/signs/real']))
+            self.ada_count.assign_add(tf.cast(tf.size(reports['Loss/signs/real']), tf.float32))
 
-    # Lazy R1 runs an extra optimizer step every r1_interval steps. Optimizer updates cannot
-    # sit inside tf.cond under tf.distribute, so the choice is made in Python: fit() gets two
-    # traced step functions (with and without R1) and a dispatcher that picks one per step.
+    def train_step(self, data):
+        real, c = (data if isinstance(data, (tuple, list)) else (data, None))
+        for phase in self._phases_this_step():
+            grads, reports = self.phase_gradients(phase, real, c)
+            self.apply_phase_gradients(phase, grads)
+            self._track(reports)
+        return self.finish_step()
+
+    # Lazy regularisation runs extra optimizer steps every few steps. Optimizer updates cannot sit
+    # inside tf.cond under tf.distribute, so the choice is made in Python: fit() gets one traced step
+    # function per distinct set of phases and a dispatcher that picks one per step.
     _trace_variant = None
 
-    def _variant(self, step):
-        """(R1 this step, path length this step)."""
-        return (step % (self.r1_interval or 1) == 0, self.pl_weight > 0 and step % self.pl_interval == 0)
-
-    def _r1_this_step(self):
+    def _phases_this_step(self):
         if self._trace_variant is not None:          # Set while fit() traces / runs a variant.
-            return self._trace_variant[0]
-        return self._variant(int(self.step.numpy()))[0]     # Direct eager calls.
-
-    def _pl_this_step(self):
-        if self._trace_variant is not None:
-            return self._trace_variant[1]
-        return self._variant(int(self.step.numpy()))[1]
+            return self._trace_variant
+        return self.phases_at(int(self.step.numpy()))       # Direct eager calls.
 
     def adjust_augment_p(self):
         """ADA: moves p towards the target from the real-logit signs gathered since the last call."""
@@ -267,15 +338,16 @@ class GAN(keras.Model):
             return self.train_function
         if getattr(self, 'steps_per_execution', 1) not in (1, None):
             raise ValueError('GAN needs steps_per_execution=1 (lazy R1 is scheduled per step)')
+        period = int(np.lcm.reduce([p.interval for p in self.phases]))
         variants = {}
-        for key in ((r1, pl) for r1 in (False, True) for pl in (False, True)):
+        for key in sorted({self.phases_at(step) for step in range(period)}):
             self.train_function = None
             super().make_train_function(force=True)      # Sets self.train_function (traced on first use).
             variants[key] = self.train_function
         counter = [int(self.step.numpy())]
 
         def train_function(iterator):
-            key = self._variant(counter[0])
+            key = self.phases_at(counter[0])
             counter[0] += 1
             self._trace_variant = key       # Read only while this variant is (re)traced.
             try:
@@ -288,18 +360,19 @@ class GAN(keras.Model):
         return train_function
 
     def ema_beta(self):
-        ema_nimg = self.ema_kimg * 1000
+        """0.5 ** (batch / ema_nimg), ema_nimg = min(ema_kimg * 1000, nimg * ema_rampup), in float64 as NVIDIA's."""
+        ema_nimg = tf.constant(self.ema_kimg * 1000, tf.float64)
         if self.ema_rampup is not None:
-            ema_nimg = tf.minimum(ema_nimg, tf.cast(self.nimg, tf.float32) * self.ema_rampup)
-        return tf.pow(0.5, self.batch_size / tf.maximum(ema_nimg, 1e-8))
+            ema_nimg = tf.minimum(ema_nimg, tf.cast(self.nimg, tf.float64) * self.ema_rampup)
+        return tf.cast(tf.pow(tf.constant(0.5, tf.float64), self.batch_size / tf.maximum(ema_nimg, 1e-8)), tf.float32)
 
     def _update_ema(self):
-        """G_ema = lerp(G, G_ema, beta) for parameters; buffers (w_avg, magnitude_ema, ...) are copied."""
+        """G_ema = G.lerp(G_ema, beta) for parameters; buffers (w_avg, magnitude_ema, ...) are copied."""
         pairs = list(zip(self.G.reference_variables().values(), self.G_ema.reference_variables().values()))
         beta = self.ema_beta()
 
         def update(dst, src, beta, trainable):
-            return dst.assign(src + (dst - src) * tf.cast(beta, dst.dtype) if trainable else src)
+            return dst.assign(torch_lerp(tf.convert_to_tensor(src), tf.convert_to_tensor(dst), beta) if trainable else src)
 
         ctx = tf.distribute.get_replica_context()
         if ctx is None or not tf.distribute.has_strategy():

@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import tensorflow as tf
 
 
@@ -58,19 +60,20 @@ def blur_images(images, sigma, max_radius=None):
     return tf.where(size > 0, blurred, images)
 
 
-def path_length_penalty(synthesize, ws, pl_mean, decay, rng=None):
+def path_length_penalty(synthesize, ws, pl_mean, decay, draw_noise=None):
     """StyleGAN2's path-length penalty per sample, as the reference's Gpl phase.
 
-    J^T y for a random image-space y ~ N(0, 1) / sqrt(H W): lengths = sqrt(mean over ws of
-    ||J^T y||^2); the running mean ``pl_mean`` (a variable) moves towards their mean by
-    ``decay``; returns (lengths - new mean)^2. Differentiable w.r.t. the generator's weights.
+    J^T y for a random image-space y ~ N(0, 1) / sqrt(H W) (``draw_noise(shape)`` draws the N(0, 1)
+    part, default TF's global generator): lengths = sqrt(mean over ws of ||J^T y||^2); the running
+    mean ``pl_mean`` (a variable) moves towards their mean by ``decay``; returns (lengths - new mean)^2
+    with the new mean *not* detached, as NVIDIA's. Differentiable w.r.t. the generator's weights.
     """
     with tf.GradientTape() as tape:
         tape.watch(ws)
         img = synthesize(ws)
         shape = tf.shape(img)
-        noise = rng.normal(shape) if rng is not None else tf.random.normal(shape)
-        noise = noise / tf.sqrt(tf.cast(shape[1] * shape[2], img.dtype))
+        noise = draw_noise(shape) if draw_noise is not None else tf.random.normal(shape)
+        noise = noise / np.sqrt(float(img.shape[1] * img.shape[2]))
         total = tf.reduce_sum(img * noise)
     grads = tape.gradient(total, ws)
     lengths = tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=2), axis=1))

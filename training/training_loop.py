@@ -267,7 +267,7 @@ def training_options(cfg=None, data=None, gamma=None, batch=32, replicas=1, seed
                 metrics=metrics, metrics_at=metrics_at, metric_num=metric_num,
                 loss_kwargs=dict(r1_gamma=gamma, r1_interval=preset.D_reg_interval,
                                  style_mixing_prob=preset.style_mixing_prob, pl_weight=preset.pl_weight,
-                                 pl_interval=preset.G_reg_interval or 4, **augment,
+                                 pl_interval=preset.G_reg_interval, **augment,
                                  blur_init_sigma=0.0 if fine_tune else preset.blur_init_sigma,
                                  blur_fade_kimg=batch * preset.blur_fade_kimg_per_batch,
                                  ema_kimg=batch * 10 / 32, ema_rampup=None if fine_tune else 0.05),
@@ -301,7 +301,8 @@ def build_gan(options, label_pool=None):
 
     import afgan_tf
     from afgan_tf.training.augment import AugmentPipe
-    from afgan_tf.training.gan import GAN, lazy_adam
+    from afgan_tf.training.gan import GAN
+    from afgan_tf.training.optimizers import lazy_adam
     G = afgan_tf.Generator(seed=options['seed'], **options['G_kwargs'])
     G_ema = afgan_tf.Generator.from_config(G.get_config())
     for src, dst in zip(G.weights, G_ema.weights):

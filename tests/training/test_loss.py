@@ -57,7 +57,7 @@ def test_path_length_penalty_formula():
     ws = tf.ones([5, 3, 4])
     pl_mean = tf.Variable(0.0)
     rng = tf.random.Generator.from_seed(0)
-    pen = loss.path_length_penalty(synth, ws, pl_mean, 0.5, rng).numpy()
+    pen = loss.path_length_penalty(synth, ws, pl_mean, 0.5, rng.normal).numpy()
     noise = tf.random.Generator.from_seed(0).normal([5, 2, 2, 1]).numpy() / 2
     s = noise.sum(axis=(1, 2, 3))                                    # J^T y = a * sum(y)
     lengths = np.sqrt(np.mean(np.sum((s[:, None, None] * a.numpy()[None]) ** 2, 2), 1))
