@@ -197,10 +197,18 @@ ACTIVATIONS = {
 
 
 def leaky_relu(x, slope):
-    """Leaky ReLU valid for any slope >= 0 (``tf.nn.leaky_relu`` assumes slope <= 1)."""
+    """Leaky ReLU valid for any slope >= 0: x for x > 0, else slope * x (PyTorch's, also at 0).
+
+    For slope <= 1 this is ``tf.nn.leaky_relu``, whose second-order gradient keeps x connected (zeros),
+    as PyTorch's ``leaky_relu_backward`` does: R1 then gives the biases in front of an activation a zero
+    gradient, not none, as NVIDIA's R1 phase does, so that Adam steps them (their moments decay).
+    ``tf.nn.leaky_relu`` assumes slope <= 1; larger slopes use a select.
+    """
     if slope == 1:
         return x
-    return tf.where(x >= 0, x, x * tf.cast(slope, x.dtype))
+    if slope <= 1:
+        return tf.nn.leaky_relu(x, alpha=slope)
+    return tf.where(x > 0, x, x * tf.cast(slope, x.dtype))
 
 
 def bias_act(x, b=None, act='linear', alpha=None, gain=None, clamp=None):

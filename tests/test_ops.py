@@ -64,6 +64,31 @@ def test_bias_act_gain_clamp_and_slope():
     assert np.allclose(ops.leaky_relu(x, 2.0), [[-4.0, -1.0, 0.5, 3.0]])   # slope > 1 is handled exactly
 
 
+def test_bias_act_second_order_gradients_connect_as_pytorchs():
+    """R1 differentiates dD/dx: PyTorch gives a bias in front of a leaky ReLU a zero gradient (its
+    leaky_relu_backward keeps x in the graph), and a bias in front of a clamp only none. NVIDIA's Adam
+    then steps the first (moments decay) and skips the second; a None for the first was a deviation."""
+    x = tf.constant([[0.5, -1.0], [0.0, 2.0]])
+    b = tf.Variable([0.1, -0.2])
+
+    def outer_gradient(**kwargs):
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                total = tf.reduce_sum(ops.bias_act(x, b, **kwargs) * tf.constant([[1.0, 2.0], [3.0, 4.0]]))
+            penalty = tf.reduce_sum(tf.square(inner.gradient(total, x)))
+        return outer.gradient(penalty, b), inner
+    grad, _ = outer_gradient(act='lrelu')
+    assert grad is not None and np.array_equal(grad.numpy(), [0.0, 0.0])
+    grad, _ = outer_gradient(act='linear', clamp=256)
+    assert grad is None
+    zero = tf.constant([0.0])
+    with tf.GradientTape() as tape:                 # PyTorch: the slope at exactly 0.
+        tape.watch(zero)
+        y = ops.bias_act(zero, act='lrelu', gain=1)
+    assert float(tape.gradient(y, zero)[0]) == pytest.approx(0.2)
+
+
 @pytest.mark.parametrize('kwargs, match', [
     (dict(b=np.zeros(5, np.float32)), 'b must have shape'),
     (dict(fu=np.zeros([2, 2, 2], np.float32)), 'fu must be'),
