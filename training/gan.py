@@ -30,6 +30,7 @@ import keras
 
 from afgan_tf.training import augment
 from afgan_tf.training import loss as losses
+from afgan_tf.training.optimizers import torch_lerp
 from afgan_tf.training.randomness import RandomSource
 
 
@@ -38,13 +39,6 @@ def nan_to_num(grad):
     grad = tf.where(tf.math.is_nan(grad), tf.zeros_like(grad), grad)
     big = tf.constant(1e5, grad.dtype)
     return tf.where(tf.math.is_inf(grad), tf.where(grad > 0, big, -big), grad)
-
-
-def torch_lerp(start, end, weight):
-    """``torch.lerp(start, end, weight)`` with PyTorch's rounding: start + w (end - start) for |w| < 0.5,
-    else end - (end - start) (1 - w). ``weight`` is a float32 scalar (tensor or number)."""
-    weight = tf.cast(weight, start.dtype)
-    return tf.where(tf.abs(weight) < 0.5, start + weight * (end - start), end - (end - start) * (1 - weight))
 
 
 Phase = collections.namedtuple('Phase', ['name', 'module', 'interval'])

@@ -59,20 +59,37 @@ class Adam(keras.optimizers.Optimizer):
         bias_correction1 = 1.0 - ops.power(ops.cast(self.beta_1, 'float64'), step64)
         bias_correction2_sqrt = ops.sqrt(1.0 - ops.power(ops.cast(self.beta_2, 'float64'), step64))
         step_size = ops.cast(ops.cast(learning_rate, 'float64') / bias_correction1, dtype)
-        # torch.lerp(m, g, w), w = 1 - beta_1: m + w (g - m) for w < 0.5, else g - (g - m) (1 - w).
-        weight = 1.0 - self.beta_1
-        if weight < 0.5:
-            new_m = m + (g - m) * weight
-        else:
-            new_m = g - (g - m) * (1.0 - weight)
-        new_v = v * self.beta_2 + g * g * (1.0 - self.beta_2)
+        # PyTorch's float32 operations, in its order: exp_avg.lerp_(g, 1 - beta_1);
+        # exp_avg_sq.mul_(beta_2).addcmul_(g, g, value=1 - beta_2) (a fused multiply-add);
+        # denom = exp_avg_sq.sqrt() / bc2_sqrt + eps; param.addcdiv_(exp_avg, denom, value=-step_size).
+        new_m = torch_lerp(m, g, 1.0 - self.beta_1)
+        new_v = fused_multiply_add((1.0 - self.beta_2) * g, g, v * self.beta_2)
         self.assign(m, new_m)
         self.assign(v, new_v)
         denom = ops.sqrt(new_v) / ops.cast(bias_correction2_sqrt, dtype) + self.epsilon
-        self.assign_sub(variable, step_size * (new_m / denom))
+        self.assign_sub(variable, (step_size * new_m) / denom)
 
     def get_config(self):
         return {**super().get_config(), 'beta_1': self.beta_1, 'beta_2': self.beta_2, 'epsilon': self.epsilon}
+
+
+def fused_multiply_add(a, b, c):
+    """a * b + c rounded once (a float32 product is exact in float64), as PyTorch's vectorised CPU kernels do."""
+    if a.dtype == 'float64':
+        return a * b + c
+    wide = lambda x: ops.cast(x, 'float64')
+    return ops.cast(wide(a) * wide(b) + wide(c), a.dtype)
+
+
+def torch_lerp(start, end, weight):
+    """``torch.lerp(start, end, weight)`` as PyTorch computes it on the CPU: weight < 0.5 gives
+    start + weight (end - start), else end + (weight - 1) (end - start), each one fused multiply-add.
+    ``weight`` is a Python number or a scalar tensor (cast to the dtype of ``start``)."""
+    weight = ops.cast(weight, start.dtype)
+    delta = end - start
+    small = ops.abs(weight) < 0.5
+    return ops.where(small, fused_multiply_add(ops.broadcast_to(weight, ops.shape(delta)), delta, start),
+                     fused_multiply_add(ops.broadcast_to(weight - 1, ops.shape(delta)), delta, end))
 
 
 def lazy_adam(learning_rate, reg_interval=None, beta_1=0.0, beta_2=0.99, epsilon=1e-8):
