@@ -58,6 +58,14 @@ def reference_dir(tmp_path_factory):
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(path)
+    for trace in sorted((root / 'training_steps').glob('*/steps.json')):     # The networks' initial states.
+        network = root / json.loads(trace.read_text()).get('network', trace.parent.name)
+        if (network / 'G.npz').is_file():
+            for name in ('G.npz', 'D.npz'):
+                (trace.parent / name).symlink_to(network / name)
+        else:
+            for name, state in zip(('G.npz', 'D.npz'), _pickle_state_dicts(network / 'network-snapshot.pkl')):
+                np.savez(trace.parent / name, **state)
     return root
 
 

@@ -15,7 +15,17 @@ README). The copy keeps, at most 12 MB in all:
   raw state dicts (this script checks that they are identical, bit for bit);
 * the op, upfirdn2d and filter-design cases and the full-size layer tables, unchanged;
 * ``inception_features.npz``: the first ``INCEPTION_IMAGES`` images, as the uint8 values
-  they are (exact, smaller), and NVIDIA's 2048-d features of them.
+  they are (exact, smaller), and NVIDIA's 2048-d features of them;
+* ``training_steps/<net>/``: NVIDIA's recorded training steps, at most 30 MB for the three, with
+  ``steps.json`` unchanged and the arrays of ``steps.npz`` the replay reads for its checks, less
+  what does not fit (``trim_trace``): the inputs of every step, the step-0 gradients and reported
+  values of every phase, D's weights after step 0 (the last D phase's ``params_after``), the
+  buffers after every step and the final G and D. Left out: the gradients of the later steps,
+  the other ``params_after`` (the replay rebuilds a phase's inputs from its recorded gradients),
+  ``final/G_ema``, duplicates (``gen_z/<phase>``, ``pl_noise``) and the later steps' per-sample
+  reports (``steps.json`` has their means). The initial ``G.npz`` / ``D.npz`` are the network's
+  (``<net>/G.npz``, or the pickle's G_ema and D), checked bit for bit and not stored twice: the
+  tests put them in place.
 
 Every array is copied bit for bit (no recomputation). Prints the sizes and fails if the
 copy is over the limit.
@@ -39,6 +49,8 @@ PICKLE_NETWORK = 'stylegan3-t_32'        # Its weights live in the pickle only.
 ACT_CHANNELS = 2                         # Channels kept of each per-layer activation.
 INCEPTION_IMAGES = 2                     # Images kept of the Inception case.
 LIMIT_BYTES = 12 * 1000 * 1000
+TRACE_LIMIT_BYTES = 30 * 1000 * 1000     # The three training-step traces.
+TRACES = 'training_steps'
 COPIED = ('ops.json', 'ops.npz', 'lowpass_filters.json', 'layer_tables')
 
 
@@ -82,6 +94,49 @@ def trim_network(src, dest, name):
             shutil.copy2(src / name / npz, dest / name / npz)
 
 
+def _keep_trace_key(key, last_phase_of_D):
+    """The arrays of steps.npz that the trimmed trace keeps (see the module docstring)."""
+    parts = key.split('/')
+    if key.startswith(('final/G/', 'final/D/')) or key in ('pl_mean/before', 'final/pl_mean'):
+        return True
+    if parts[0].startswith('step') and len(parts) >= 2:
+        step0 = parts[0] == 'step0'
+        if parts[1] in ('real_img', 'all_gen_z', 'after'):
+            return True
+        if len(parts) >= 3 and parts[2] in ('mix_cutoff', 'mix_z', 'pl_randn'):
+            return True
+        if step0 and len(parts) >= 3 and parts[2] in ('grad', 'report', 'pl_mean_before', 'pl_mean_after'):
+            return True
+        if step0 and len(parts) >= 3 and parts[2] == 'params_after' and parts[1] == last_phase_of_D:
+            return True
+    return False
+
+
+def _initial_state(src, name):
+    """(G, D) state dicts of a reference network as the trimmed copy holds them."""
+    if (src / name / 'G.npz').is_file() and name != PICKLE_NETWORK:
+        return dict(np.load(src / name / 'G.npz')), dict(np.load(src / name / 'D.npz'))
+    states = _pickle_state_dicts(src / name / 'network-snapshot.pkl')
+    return states['G_ema'], states['D']
+
+
+def trim_trace(src, dest, name):
+    source, target = src / TRACES / name, dest / TRACES / name
+    target.mkdir(parents=True)
+    shutil.copy2(source / 'steps.json', target / 'steps.json')
+    config = json.loads((source / 'steps.json').read_text())
+    network = config.get('network', name)
+    G_state, D_state = _initial_state(src, network)
+    for npz, reference in (('G.npz', G_state), ('D.npz', D_state)):
+        stored = dict(np.load(source / npz))
+        if set(stored) != set(reference) or any(not _same(stored[k], reference[k]) for k in stored):
+            raise SystemExit(f'error: {TRACES}/{name}/{npz} is not {network}\'s initial state; copy it instead')
+    last_D = [p['name'] for p in config['phases'] if p['module'] == 'D'][-1]
+    with np.load(source / 'steps.npz') as z:
+        kept = {k: z[k] for k in z.files if _keep_trace_key(k, last_D)}
+    _savez(target / 'steps.npz', kept)
+
+
 def trim_inception(src, dest):
     data = np.load(src / 'inception_features.npz')
     x = data['inputs_nchw'][:INCEPTION_IMAGES]
@@ -106,6 +161,9 @@ def main(argv=None):
     for name in COPIED:
         (shutil.copytree if (args.source / name).is_dir() else shutil.copy2)(args.source / name, args.dest / name)
     trim_inception(args.source, args.dest)
+    if (args.source / TRACES).is_dir():
+        for trace in sorted(p.name for p in (args.source / TRACES).iterdir() if (p / 'steps.json').is_file()):
+            trim_trace(args.source, args.dest, trace)
     (args.dest / 'README.md').write_text(
         '# Trimmed reference data\n\n'
         'Made by `tests/data/make_reference.py` from the data NVIDIA\'s StyleGAN3 code produced '
@@ -113,15 +171,21 @@ def main(argv=None):
         f'Differences from the source: per-layer activations keep their first {ACT_CHANNELS} channels; '
         f'`{PICKLE_NETWORK}` has no G.npz / D.npz (its weights are the pickle\'s G_ema and D, identical); '
         f'`inception_features.npz` keeps {INCEPTION_IMAGES} images, stored as uint8 (`inputs_nchw_uint8`, normalise as '
-        '(x - 128) / 128); `network-snapshot.pkl` is xz-compressed (`.pkl.xz`, the same bytes once decompressed).\n')
+        '(x - 128) / 128); `network-snapshot.pkl` is xz-compressed (`.pkl.xz`, the same bytes once decompressed); '
+        f'`{TRACES}/<net>/` keeps the arrays listed in `tests/data/make_reference.py` and no G.npz / D.npz '
+        '(the network\'s own, identical; the tests put them in place).\n')
     files = sorted(p for p in args.dest.rglob('*') if p.is_file())
-    total = sum(p.stat().st_size for p in files)
+    traces = [p for p in files if p.relative_to(args.dest).parts[0] == TRACES]
+    total = sum(p.stat().st_size for p in files if p not in traces)
+    trace_total = sum(p.stat().st_size for p in traces)
     for p in files:
         print(f'{p.stat().st_size:>10}  {p.relative_to(args.dest)}')
-    print(f'{total:>10}  total ({total / 1e6:.2f} MB, limit {LIMIT_BYTES / 1e6:.0f} MB)')
-    if total > LIMIT_BYTES:
+    print(f'{total:>10}  total without the traces ({total / 1e6:.2f} MB, limit {LIMIT_BYTES / 1e6:.0f} MB)')
+    print(f'{trace_total:>10}  the training-step traces ({trace_total / 1e6:.2f} MB, limit '
+          f'{TRACE_LIMIT_BYTES / 1e6:.0f} MB)')
+    if total > LIMIT_BYTES or trace_total > TRACE_LIMIT_BYTES:
         raise SystemExit('error: the trimmed copy is over the limit')
-    print(json.dumps({'files': len(files), 'bytes': total}))
+    print(json.dumps({'files': len(files), 'bytes': total, 'trace_bytes': trace_total}))
 
 
 if __name__ == '__main__':
