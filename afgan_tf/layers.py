@@ -7,6 +7,9 @@ Every layer registers its variables and sublayers under the reference's names;
 ``reference_variables(layer)`` lists them as ``{'synthesis.L0_36_512.weight': var}``.
 """
 
+import contextlib
+import threading
+
 import numpy as np
 import tensorflow as tf
 import keras
@@ -17,6 +20,28 @@ from afgan_tf import ops
 # ----------------------------------------------------------------------------
 # Reference-name registry.
 
+_DECLARE = threading.local()       # .active: ref_weight records shapes instead of creating variables.
+
+
+class DeclaredWeight:
+    """A weight's shape and kind, as ``declared_shapes`` records it (no variable, no memory)."""
+
+    def __init__(self, shape, trainable):
+        self.shape, self.trainable = tuple(int(d) for d in shape), bool(trainable)
+
+
+@contextlib.contextmanager
+def declared_shapes():
+    """Models built inside record every weight's shape (``DeclaredWeight``) without allocating it: the
+    importers compare a file's tensors with the architecture its arguments claim before building it."""
+    previous = getattr(_DECLARE, 'active', False)
+    _DECLARE.active = True
+    try:
+        yield
+    finally:
+        _DECLARE.active = previous
+
+
 class RefLayer(keras.layers.Layer):
     """A layer whose variables and children carry the reference implementation's names."""
 
@@ -25,7 +50,13 @@ class RefLayer(keras.layers.Layer):
         self._ref_names = []        # (reference name, attribute name) of own variables and children, in order.
 
     def ref_weight(self, name, shape, initializer, trainable=True):
-        """Creates a variable stored as attribute ``name`` and registered under that name."""
+        """Creates a variable stored as attribute ``name`` and registered under that name. ``initializer``: a
+        number, an array, or a callable ``(shape, dtype=None)`` (called only when the variable is created)."""
+        if getattr(_DECLARE, 'active', False):
+            var = DeclaredWeight(shape, trainable)
+            setattr(self, name, var)
+            self._ref_names.append((name, name))
+            return var
         if isinstance(initializer, np.ndarray) or np.isscalar(initializer):
             value = np.asarray(initializer, dtype=np.float32)
             initializer = lambda shape, dtype=None: tf.constant(np.broadcast_to(value, shape), dtype='float32')
@@ -64,6 +95,11 @@ def random_normal(rng, shape, key=None):
     if isinstance(rng, tf.random.Generator):
         return rng.normal(shape)
     return rng(shape, key)
+
+
+def normal_init(rng, scale=1.0):
+    """A lazy initializer: ``rng.standard_normal(shape) * scale`` when the variable is created."""
+    return lambda shape, dtype=None: tf.constant(rng.standard_normal(shape) * scale, dtype='float32')
 
 
 def _randn(seed_gen):
@@ -161,8 +197,7 @@ class FullyConnected(RefLayer):
         self.seed = seed
         rng = np.random.default_rng(seed)
         std = self.weight_init / self.lr_multiplier
-        self.ref_weight('weight', [self.out_features, self.in_features],
-                        lambda shape, dtype=None: tf.constant(rng.standard_normal(shape) * std, dtype='float32'))
+        self.ref_weight('weight', [self.out_features, self.in_features], normal_init(rng, std))
         if self.use_bias:
             bias = np.broadcast_to(np.asarray(bias_init, dtype=np.float32), [self.out_features]) / self.lr_multiplier
             self.ref_weight('bias', [self.out_features], bias)

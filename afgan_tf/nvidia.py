@@ -6,6 +6,7 @@ state dict (numpy arrays under the reference's parameter/buffer names).
 
 import numpy as np
 
+from afgan_tf.layers import declared_shapes
 from afgan_tf.networks import PRESETS, Discriminator, Generator, get_preset
 
 # Reference buffers that our layers derive from their configuration instead of storing.
@@ -65,6 +66,24 @@ def state_dict(model):
     return out
 
 
+def _check_declared(build, state_dict, what):
+    """Builds ``build()`` with shapes only and compares them with the state dict's tensors, so that
+    constructor arguments that claim a larger network than the file holds fail before any allocation."""
+    try:
+        with declared_shapes():
+            probe = build()
+    except TypeError as e:          # An unknown or malformed constructor argument.
+        raise ValueError(f'{what}: the constructor arguments do not fit ({e})') from None
+    declared = {k: v.shape for k, v in probe.reference_variables().items()}
+    stored = {k: tuple(np.shape(v)) for k, v in state_dict.items()}
+    missing = [k for k in declared if k not in stored]
+    wrong = [f'{k} {list(stored[k])} (the arguments give {list(declared[k])})' for k in declared
+             if k in stored and stored[k] != declared[k]]
+    if missing or wrong:
+        raise ValueError(f'state_dict does not fit the {what} its arguments describe: missing {missing[:5]}, '
+                         f'shapes {wrong[:3]}')
+
+
 def generator_from_state_dict(architecture, generator_kwargs, state_dict):
     """Builds a Generator from reference constructor kwargs (``G_kwargs``) and a state dict.
 
@@ -83,6 +102,7 @@ def generator_from_state_dict(architecture, generator_kwargs, state_dict):
     for key, value in preset.reference_defaults.items():
         kwargs.setdefault(key, value)
     kwargs['mapping_kwargs'] = {**preset.mapping_kwargs, **dict(kwargs.get('mapping_kwargs') or {})}
+    _check_declared(lambda: Generator(architecture=architecture, **kwargs), state_dict, 'generator')
     G = Generator(architecture=architecture, **kwargs)
     return load_state_dict(G, state_dict)
 
@@ -91,6 +111,7 @@ def discriminator_from_state_dict(discriminator_kwargs, state_dict):
     """Builds a Discriminator from reference constructor kwargs (``D_kwargs``) and a state dict."""
     kwargs = dict(discriminator_kwargs)
     kwargs.pop('class_name', None)
+    _check_declared(lambda: Discriminator(**kwargs), state_dict, 'discriminator')
     D = Discriminator(**kwargs)
     return load_state_dict(D, state_dict)
 
@@ -111,18 +132,33 @@ _POSITIONAL = {'Generator': ('z_dim', 'c_dim', 'w_dim', 'img_resolution', 'img_c
                'Discriminator': ('c_dim', 'img_resolution', 'img_channels')}
 
 
-def _plain(value):
-    """EasyDicts and OrderedDicts -> dicts, recursively."""
+MAX_KWARGS_DEPTH = 16       # Nesting of constructor arguments (NVIDIA's go 2 deep).
+
+
+def _plain(value, depth=0):
+    """EasyDicts and OrderedDicts -> dicts, recursively; only plain values (ValueError for anything else, string
+    keys only, at most MAX_KWARGS_DEPTH deep)."""
+    if depth > MAX_KWARGS_DEPTH:
+        raise ValueError(f'the constructor arguments in the pickle are nested more than {MAX_KWARGS_DEPTH} deep')
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise ValueError(f'the constructor arguments in the pickle have a non-string key {bad[0]!r:.50}')
+        return {k: _plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
-    return value
+        return type(value)(_plain(v, depth + 1) for v in value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    raise ValueError(f'the constructor arguments in the pickle hold a {type(value).__name__}')
 
 
 def _init_kwargs(obj):
-    kwargs = _plain(dict(obj.state.get('_init_kwargs') or {}))
-    args = tuple(obj.state.get('_init_args') or ())
+    kwargs, args = obj.state.get('_init_kwargs') or {}, obj.state.get('_init_args') or ()
+    if not isinstance(kwargs, dict) or not isinstance(args, (list, tuple)):
+        raise ValueError(f'{obj.class_name} in the pickle has malformed constructor arguments')
+    kwargs, args = _plain(dict(kwargs)), tuple(_plain(list(args)))
     names = _POSITIONAL.get(obj.class_name, ())
     if len(args) > len(names):
         raise ValueError(f'{obj.class_name} in the pickle has {len(args)} positional arguments; expected at most '
@@ -166,16 +202,26 @@ def _check_classes(obj, allowed_top, what):
 
 
 def _read_source(source):
-    """Bytes of a path, an http(s) URL (downloaded), or a binary file object."""
+    """Bytes of a path (a regular file), an http(s) URL (downloaded) or a binary file object, at most
+    ``torch_pickle.MAX_FILE_BYTES``."""
+    from afgan_tf import safe_files, torch_pickle
+    limit = torch_pickle.MAX_FILE_BYTES
     if hasattr(source, 'read'):
-        return source.read()
-    source = str(source)
-    if source.startswith(('http://', 'https://')):
-        import urllib.request
-        with urllib.request.urlopen(source) as response:    # noqa: S310 (explicit user URL)
-            return response.read()
-    with open(source, 'rb') as f:
-        return f.read()
+        data = safe_files.read_at_most(source, limit + 1)
+    else:
+        source = str(source)
+        if source.startswith(('http://', 'https://')):
+            import urllib.request
+            with urllib.request.urlopen(source) as response:    # noqa: S310 (explicit user URL)
+                data = safe_files.read_at_most(response, limit + 1)
+        else:
+            try:
+                return safe_files.read_regular_file(source, limit)
+            except safe_files.NotARegularFile as e:
+                raise ValueError(str(e)) from None
+    if len(data) > limit:
+        raise ValueError(f'{source}: more than {limit} bytes, larger than any network pickle')
+    return data
 
 
 def load_network_pkl(source):

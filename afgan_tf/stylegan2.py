@@ -9,8 +9,9 @@ import tensorflow as tf
 
 from afgan_tf import filters as filters_lib
 from afgan_tf import ops
-from afgan_tf.layers import (FullyConnected, MappingNetwork, PrecisionMixin, RefLayer, check_precision, random_normal,
-                             check_resolution, check_synthesis_args, conv2d, fp16_resolution, modulated_conv2d)
+from afgan_tf.layers import (FullyConnected, MappingNetwork, PrecisionMixin, RefLayer, check_precision,
+                             check_resolution, check_synthesis_args, conv2d, fp16_resolution, modulated_conv2d,
+                             normal_init, random_normal)
 
 SQRT_HALF = float(np.sqrt(0.5))
 
@@ -49,11 +50,9 @@ class SynthesisLayer(RefLayer):
         rng = np.random.default_rng(seed)
         self.ref_child('affine', FullyConnected(w_dim, in_channels, bias_init=1, seed=int(rng.integers(2 ** 31)),
                                                 name='affine'))
-        self.ref_weight('weight', [out_channels, in_channels, kernel_size, kernel_size],
-                        rng.standard_normal([out_channels, in_channels, kernel_size, kernel_size]))
+        self.ref_weight('weight', [out_channels, in_channels, kernel_size, kernel_size], normal_init(rng))
         if self.use_noise:
-            self.ref_weight('noise_const', [resolution, resolution], rng.standard_normal([resolution] * 2),
-                            trainable=False)
+            self.ref_weight('noise_const', [resolution, resolution], normal_init(rng), trainable=False)
             self.ref_weight('noise_strength', [], 0.0)
         self.ref_weight('bias', [out_channels], 0.0)
         self.built = True
@@ -88,8 +87,7 @@ class ToRGBLayer(RefLayer):
         rng = np.random.default_rng(seed)
         self.ref_child('affine', FullyConnected(w_dim, in_channels, bias_init=1, seed=int(rng.integers(2 ** 31)),
                                                 name='affine'))
-        self.ref_weight('weight', [out_channels, in_channels, kernel_size, kernel_size],
-                        rng.standard_normal([out_channels, in_channels, kernel_size, kernel_size]))
+        self.ref_weight('weight', [out_channels, in_channels, kernel_size, kernel_size], normal_init(rng))
         self.ref_weight('bias', [out_channels], 0.0)
         self.weight_gain = float(1 / np.sqrt(in_channels * kernel_size ** 2))
         self.built = True
@@ -135,7 +133,7 @@ class SynthesisBlock(PrecisionMixin, RefLayer):
         self.num_conv = 0
         if in_channels == 0:
             self.ref_weight('const', [out_channels, resolution, resolution],
-                            np.random.default_rng(seeds[0]).standard_normal([out_channels, resolution, resolution]))
+                            normal_init(np.random.default_rng(seeds[0])))
         else:
             self.ref_child('conv0', SynthesisLayer(in_channels, out_channels, up=2, seed=seeds[1], name='conv0',
                                                    **layer_kwargs))
@@ -262,8 +260,7 @@ class Conv2dLayer(RefLayer):
         self.weight_gain = float(1 / np.sqrt(in_channels * kernel_size ** 2))
         self.act_gain = ops.ACTIVATIONS[activation][2]
         rng = np.random.default_rng(seed)
-        self.ref_weight('weight', [out_channels, in_channels, kernel_size, kernel_size],
-                        rng.standard_normal([out_channels, in_channels, kernel_size, kernel_size]))
+        self.ref_weight('weight', [out_channels, in_channels, kernel_size, kernel_size], normal_init(rng))
         if self.use_bias:
             self.ref_weight('bias', [out_channels], 0.0)
         self.built = True

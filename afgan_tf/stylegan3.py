@@ -6,7 +6,7 @@ import tensorflow as tf
 from afgan_tf import filters as filters_lib
 from afgan_tf import ops
 from afgan_tf.layers import (FullyConnected, PrecisionMixin, RefLayer, check_precision, check_synthesis_args,
-                             modulated_conv2d)
+                             modulated_conv2d, normal_init)
 from afgan_tf.stylegan3_layers import stylegan3_layer_specs
 
 
@@ -41,7 +41,7 @@ class SynthesisInput(RefLayer):
         radii = np.sqrt(np.sum(freqs ** 2, axis=1, keepdims=True))
         freqs = freqs / (radii * np.exp(radii ** 2) ** 0.25) * self.bandwidth
         phases = rng.uniform(size=[self.channels]) - 0.5
-        self.ref_weight('weight', [self.channels, self.channels], rng.standard_normal([self.channels] * 2))
+        self.ref_weight('weight', [self.channels, self.channels], normal_init(rng))
         self.ref_child('affine', FullyConnected(self.w_dim, 4, weight_init=0, bias_init=[1, 0, 0, 0], name='affine'))
         self.ref_weight('freqs', [self.channels, 2], freqs, trainable=False)
         self.ref_weight('phases', [self.channels], phases, trainable=False)
@@ -102,7 +102,7 @@ class SynthesisLayer(PrecisionMixin, RefLayer):
         self.ref_child('affine', FullyConnected(self.w_dim, self.in_channels, bias_init=1,
                                                 seed=int(rng.integers(2 ** 31)), name='affine'))
         self.ref_weight('weight', [self.out_channels, self.in_channels, self.conv_kernel, self.conv_kernel],
-                        rng.standard_normal([self.out_channels, self.in_channels, self.conv_kernel, self.conv_kernel]))
+                        normal_init(rng))
         self.ref_weight('bias', [self.out_channels], 0.0)
         self.ref_weight('magnitude_ema', [], 1.0, trainable=False)
         self.up_filter = filters_lib.design_lowpass_filter(

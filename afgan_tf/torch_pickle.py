@@ -9,12 +9,21 @@ turns each persistent object into an inert ``PersistentObject`` record (class na
 state). Tensor storages, which PyTorch pickles as bytes written by ``torch.save``, are
 parsed here for both of its formats (the zip archive and the legacy stream) with the
 standard library and numpy.
+
+Hostile files cannot make the readers read outside a buffer or allocate without bound: every
+tensor's size, strides and offset are checked against its storage (64-bit, Python integers)
+before a view is made, and everything a file makes the reader allocate (tensor copies, storage
+bytes, inflated zip members) counts against a budget of ``max(MIN_BUDGET, BUDGET_RATIO * the
+file's size)``, checked *before* the allocation, from the sizes the file declares.
 """
 
 import collections
+import contextlib
+import contextvars
 import io
 import pickle
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -26,6 +35,13 @@ STORAGE_DTYPES = {
 }
 _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
 _LEGACY_PROTOCOL = 1001
+
+# What a file may make the reader allocate (tensor copies, storage bytes, inflated members), in bytes:
+# max(MIN_BUDGET, BUDGET_RATIO * file size). Real network files need about 2x their size (the bytes, then the
+# arrays); a zip member inflating to more than this is a decompression bomb.
+MIN_BUDGET = 64 << 20
+BUDGET_RATIO = 8
+MAX_DEPTH = 100             # Nesting of pickled containers and module trees (deeper is refused, not recursed).
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -63,11 +79,35 @@ class Storage:
         self.array = array
 
 
+class StorageStub:
+    """A storage's dtype and size without its bytes (the first pass over a legacy torch.save stream)."""
+
+    def __init__(self, dtype, numel):
+        self.dtype, self.numel = dtype, numel
+
+
+def _storage_pid(pid):
+    """(kind, storage type, key, numel) of a storage's persistent id, checked."""
+    if not isinstance(pid, tuple) or len(pid) < 5:
+        raise pickle.UnpicklingError(f'unsupported persistent id {pid!r:.100}')
+    kind, storage_type, key, _location, numel = pid[:5]
+    if kind != 'storage':
+        raise pickle.UnpicklingError(f'unsupported persistent id {pid!r:.100}')
+    if not isinstance(key, (str, int)) or not _is_count(numel):
+        raise pickle.UnpicklingError(f'malformed storage id {pid!r:.100}')
+    return kind, storage_type, str(key), int(numel)
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _bfloat16_to_float32(raw):
     return (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
 def _array_from_bytes(raw, dtype):
+    _charge(len(raw) * (2 if dtype == 'bfloat16' else 1), 'a tensor storage')
     if dtype == 'bfloat16':
         return _bfloat16_to_float32(raw)
     return np.frombuffer(raw, dtype).copy()
@@ -88,6 +128,69 @@ class _StorageType:
 
     def __repr__(self):
         return f'torch.{self.storage_name}'
+
+
+class _Budget:
+    """Bytes a file may still make the reader allocate."""
+
+    def __init__(self, file_bytes):
+        self.limit = max(MIN_BUDGET, BUDGET_RATIO * int(file_bytes))
+        self.left = self.limit
+
+    def charge(self, nbytes, what):
+        nbytes = int(nbytes)
+        if nbytes < 0 or nbytes > self.left:
+            raise pickle.UnpicklingError(f'{what} needs {nbytes} bytes, more than the file can justify (at most '
+                                         f'{self.limit} bytes for this file; its declared sizes are not plausible)')
+        self.left -= nbytes
+
+
+_BUDGET = contextvars.ContextVar('afgan_tf_torch_pickle_budget', default=None)
+
+
+@contextlib.contextmanager
+def _budget(file_bytes):
+    """The allocation budget of one file read (nested reads, e.g. storages inside a pickle, share it)."""
+    if _BUDGET.get() is not None:
+        yield _BUDGET.get()
+        return
+    token = _BUDGET.set(_Budget(file_bytes))
+    try:
+        yield _BUDGET.get()
+    finally:
+        _BUDGET.reset(token)
+
+
+def _charge(nbytes, what):
+    budget = _BUDGET.get()
+    if budget is None:              # A direct call outside a file read: bounded by the minimum budget.
+        budget = _Budget(0)
+    budget.charge(nbytes, what)
+
+
+def _itemsize(dtype):
+    return 2 if dtype == 'bfloat16' else np.dtype(dtype).itemsize
+
+
+def _read_member(archive, name, nbytes=None):
+    """A zip member's bytes, charged to the budget before anything is inflated. With ``nbytes``, the member must
+    declare exactly that many bytes (a storage's)."""
+    from afgan_tf.safe_files import read_zip_member
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise pickle.UnpicklingError(f'the archive has no member {name!r}') from None
+    if nbytes is not None and info.file_size != nbytes:
+        raise pickle.UnpicklingError(f'tensor storage {name} holds {info.file_size} bytes, its tensors declare {nbytes}')
+    budget = _BUDGET.get() or _Budget(0)
+    try:
+        data = read_zip_member(archive, info, budget.left)
+    except ValueError as e:
+        raise pickle.UnpicklingError(f'{e} (at most {budget.limit} bytes for this file)') from None
+    budget.charge(len(data), f'archive member {name}')
+    if len(data) != info.file_size:
+        raise pickle.UnpicklingError(f'archive member {name} is truncated')
+    return data
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -135,27 +238,26 @@ def _load_legacy(data, allowed):
     records = {}
 
     def storage_id(pid):
-        kind, storage_type, key, _location, numel = pid[:5]
-        if kind != 'storage':
-            raise pickle.UnpicklingError(f'unsupported persistent id {pid!r}')
-        return key, _storage_dtype(storage_type), int(numel)
+        kind, storage_type, key, numel = _storage_pid(pid)
+        return key, _storage_dtype(storage_type), numel
 
-    def placeholder(pid):
+    def placeholder(pid):                       # First pass: sizes only, nothing allocated.
         key, dtype, numel = storage_id(pid)
-        records.setdefault(key, (dtype, numel))
-        return Storage(np.zeros(numel, np.float32 if dtype == 'bfloat16' else dtype))
+        if records.setdefault(key, (dtype, numel)) != (dtype, numel):
+            raise pickle.UnpicklingError(f'storage {key!r} is declared twice with different sizes')
+        return StorageStub(dtype, numel)
     _RestrictedUnpickler(f, allowed, placeholder).load()
     arrays = {}
     for key in header():
-        if key not in records:
-            raise pickle.UnpicklingError(f'torch.save stream lists an unknown storage {key!r}')
+        if key not in records or key in arrays:
+            raise pickle.UnpicklingError(f'torch.save stream lists an unknown or repeated storage {key!r}')
         dtype, numel = records[key]
         count = int.from_bytes(f.read(8), 'little')
-        itemsize = 2 if dtype == 'bfloat16' else np.dtype(dtype).itemsize
-        raw = f.read(count * itemsize)
-        if count != numel or len(raw) != count * itemsize:
-            raise pickle.UnpicklingError('tensor storage bytes are truncated')
-        arrays[key] = _array_from_bytes(raw, dtype)
+        nbytes = count * _itemsize(dtype)
+        if count != numel or nbytes > len(data) - f.tell():
+            raise pickle.UnpicklingError('tensor storage bytes are truncated (the stream declares more bytes than '
+                                         'it holds)')
+        arrays[key] = _array_from_bytes(f.read(nbytes), dtype)
     missing = set(records) - set(arrays)
     if missing:
         raise pickle.UnpicklingError(f'torch.save stream lacks the bytes of storages {sorted(missing)}')
@@ -178,14 +280,18 @@ def _zip_pickle(archive, what):
         raise pickle.UnpicklingError(f'{what} has no data.pkl')
     prefix = pkl[:-len('data.pkl')]
 
+    cache = {}
+
     def persistent(pid):
-        kind, storage_type, key, _location, numel = pid[:5]
-        if kind != 'storage':
-            raise pickle.UnpicklingError(f'unsupported persistent id {pid!r}')
-        array = _array_from_bytes(archive.read(f'{prefix}data/{key}'), _storage_dtype(storage_type))
-        if array.size < numel:
-            raise pickle.UnpicklingError('tensor storage bytes are truncated')
-        return Storage(array[:numel])
+        _, storage_type, key, numel = _storage_pid(pid)
+        dtype = _storage_dtype(storage_type)
+        if key not in cache:
+            cache[key] = (Storage(_array_from_bytes(_read_member(archive, f'{prefix}data/{key}',
+                                                                 numel * _itemsize(dtype)), dtype)), numel)
+        storage, stored = cache[key]
+        if stored != numel:
+            raise pickle.UnpicklingError(f'storage {key!r} is declared with two sizes')
+        return storage
     return pkl, persistent
 
 
@@ -195,10 +301,10 @@ def _load_zip(data, allowed):
         names = archive.namelist()
         pkl, persistent = _zip_pickle(archive, 'torch.save archive')
         prefix = pkl[:-len('data.pkl')]
-        byteorder = archive.read(prefix + 'byteorder').decode() if prefix + 'byteorder' in names else 'little'
-        if byteorder != 'little':
+        byteorder = _read_member(archive, prefix + 'byteorder') if prefix + 'byteorder' in names else b'little'
+        if byteorder != b'little':
             raise pickle.UnpicklingError('big-endian tensor storages are not supported')
-        return _RestrictedUnpickler(io.BytesIO(archive.read(pkl)), allowed, persistent).load()
+        return _RestrictedUnpickler(io.BytesIO(_read_member(archive, pkl)), allowed, persistent).load()
 
 
 def _load_zip_storage(data):
@@ -211,6 +317,8 @@ def _load_zip_storage(data):
 
 def load_storage_bytes(data):
     """The bytes of ``torch.storage._load_from_bytes`` (zip or legacy ``torch.save``) -> Storage."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise pickle.UnpicklingError(f'a storage must be bytes, got {type(data).__name__}')
     if data[:4] == b'PK\x03\x04':
         return _load_zip_storage(data)
     return _load_legacy_storage(data)
@@ -218,14 +326,38 @@ def load_storage_bytes(data):
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
                        metadata=None):
+    """A tensor of ``storage`` (a numpy copy). Offset, sizes and strides are checked in Python integers against
+    the storage before any view is made: negative values, a tensor reaching past its storage and a tensor with
+    more elements than its storage (stride 0 or overlapping strides) are refused."""
     del requires_grad, backward_hooks, metadata
-    array = storage.array
-    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
-    if not size:
-        return array[storage_offset].copy()
-    needed = storage_offset + sum((s - 1) * st for s, st in zip(size, stride)) + 1
-    if min(size) > 0 and needed > array.size:
-        raise pickle.UnpicklingError('tensor extends past its storage')
+    if not isinstance(size, (tuple, list)) or not isinstance(stride, (tuple, list)) or len(size) != len(stride) \
+            or len(size) > 64:
+        raise pickle.UnpicklingError(f'tensor size {size!r:.100} and stride {stride!r:.100} do not match')
+    if not all(_is_count(v) for v in (storage_offset, *size, *stride)):
+        raise pickle.UnpicklingError(f'tensor offset, size and stride must be integers >= 0, got {storage_offset!r:.50}, '
+                                     f'{size!r:.100}, {stride!r:.100}')
+    size, stride = tuple(size), tuple(stride)
+    numel = 1
+    for s in size:
+        numel *= s
+    if isinstance(storage, StorageStub):        # First pass of a legacy stream: no data yet.
+        total, array = storage.numel, None
+    elif isinstance(storage, Storage):
+        array = storage.array
+        total = array.size
+    else:
+        raise pickle.UnpicklingError(f'a tensor of {type(storage).__name__}, not a storage')
+    if numel == 0:
+        return None if array is None else np.zeros(size, array.dtype)
+    last = storage_offset + sum((s - 1) * st for s, st in zip(size, stride))
+    if last >= total:
+        raise pickle.UnpicklingError(f'tensor extends past its storage (element {last} of {total})')
+    if numel > total:
+        raise pickle.UnpicklingError(f'a tensor of {numel} elements in a storage of {total} (stride 0 or overlapping '
+                                     'strides): refused')
+    if array is None:
+        return None
+    _charge(numel * array.itemsize, 'a tensor')
     view = np.lib.stride_tricks.as_strided(array[storage_offset:], shape=size,
                                            strides=[st * array.itemsize for st in stride], writeable=False)
     return np.array(view)
@@ -249,22 +381,44 @@ _STATE_DICT_GLOBALS = {
 }
 
 
+# What a malformed file can raise while it is parsed (zlib.error: a corrupt deflate stream; RecursionError: nesting).
+CORRUPT_ERRORS = (EOFError, pickle.UnpicklingError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+                  zipfile.BadZipFile, zlib.error, MemoryError, RecursionError, OverflowError, NotImplementedError,
+                  UnicodeDecodeError)
+
+
+def _reason(error):
+    if isinstance(error, pickle.UnpicklingError):
+        return str(error)[:300]
+    return f'{type(error).__name__}: {str(error)[:300]}'
+
+
+MAX_FILE_BYTES = 16 << 30   # A network or weights file larger than this is refused before it is read.
+
+
+def _read_regular_file(path):
+    from afgan_tf.safe_files import NotARegularFile, read_regular_file
+    try:
+        return read_regular_file(path, MAX_FILE_BYTES)
+    except NotARegularFile as e:
+        raise pickle.UnpicklingError(str(e)) from None
+
+
 def load_torch_save(path):
     """Reads a ``torch.save`` file of tensors (a state dict, say), in either format, without PyTorch.
 
     Tensors become numpy arrays; only storages, tensors, parameters and ordered dicts are allowed
     (``UnsafePickleError`` names anything else). ``pickle.UnpicklingError`` for a corrupt file.
     """
-    with open(path, 'rb') as f:
-        data = f.read()
+    data = _read_regular_file(path)
     try:
-        return _load_zip(data, _STATE_DICT_GLOBALS) if data[:4] == b'PK\x03\x04' else \
-            _load_legacy(data, _STATE_DICT_GLOBALS)
+        with _budget(len(data)):
+            return _load_zip(data, _STATE_DICT_GLOBALS) if data[:4] == b'PK\x03\x04' else \
+                _load_legacy(data, _STATE_DICT_GLOBALS)
     except UnsafePickleError:
         raise
-    except (EOFError, pickle.UnpicklingError, ValueError, KeyError, IndexError, TypeError, AttributeError,
-            zipfile.BadZipFile, MemoryError) as e:
-        raise pickle.UnpicklingError(f'{path}: not a readable torch.save file: {type(e).__name__}: {e}') from e
+    except CORRUPT_ERRORS as e:
+        raise pickle.UnpicklingError(f'{path}: not a readable torch.save file: {_reason(e)}') from e
 
 
 def _numpy_globals():
@@ -305,19 +459,25 @@ def load(file):
         UnsafePickleError: a global outside ``ALLOWED_GLOBALS`` is referenced.
         pickle.UnpicklingError: the data is truncated or malformed.
     """
+    from afgan_tf.safe_files import read_at_most
+    data = read_at_most(file, MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise pickle.UnpicklingError(f'more than {MAX_FILE_BYTES} bytes: larger than any network pickle')
     try:
-        return _RestrictedUnpickler(file, ALLOWED_GLOBALS).load()
+        with _budget(len(data)):
+            return _RestrictedUnpickler(io.BytesIO(data), ALLOWED_GLOBALS).load()
     except UnsafePickleError:
         raise
-    except (EOFError, pickle.UnpicklingError, ValueError, KeyError, IndexError, TypeError, AttributeError,
-            zipfile.BadZipFile, MemoryError) as e:
-        raise pickle.UnpicklingError(f'truncated or corrupt network pickle: {type(e).__name__}: {e}') from e
+    except CORRUPT_ERRORS as e:
+        raise pickle.UnpicklingError(f'truncated or corrupt network pickle: {_reason(e)}') from e
 
 
-def module_state_dict(obj, prefix=''):
+def module_state_dict(obj, prefix='', depth=0):
     """``{name: numpy array}`` of a pickled torch module (parameters and persistent buffers)."""
     if not isinstance(obj, PersistentObject):
         raise TypeError(f'expected a pickled module, got {type(obj).__name__}')
+    if depth > MAX_DEPTH:
+        raise ValueError(f'the pickled module tree is nested more than {MAX_DEPTH} deep')
     state = obj.state
     out = {}
     for name, value in (state.get('_parameters') or {}).items():
@@ -329,16 +489,18 @@ def module_state_dict(obj, prefix=''):
             out[prefix + name] = np.asarray(value)
     for name, child in (state.get('_modules') or {}).items():
         if child is not None:
-            out.update(module_state_dict(child, f'{prefix}{name}.'))
+            out.update(module_state_dict(child, f'{prefix}{name}.', depth + 1))
     return out
 
 
-def module_classes(obj):
+def module_classes(obj, depth=0):
     """Class names of a pickled module and all its submodules."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f'the pickled module tree is nested more than {MAX_DEPTH} deep')
     names = {obj.class_name}
     for child in (obj.state.get('_modules') or {}).values():
         if isinstance(child, PersistentObject):
-            names |= module_classes(child)
+            names |= module_classes(child, depth + 1)
     return names
 
 
@@ -388,26 +550,32 @@ def load_torchscript(path):
     Returns the root ``ScriptModule``; tensors are numpy arrays in its ``attributes``.
     Raises ``pickle.UnpicklingError`` when the file is not such an archive.
     """
+    data = _read_regular_file(path)
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, OSError) as e:
         raise pickle.UnpicklingError(f'{path}: not a TorchScript archive ({e})') from e
-    with archive:
-        pkl, persistent = _zip_pickle(archive, f'{path}: not a TorchScript archive; it')
+    with archive, _budget(len(data)):
         try:
-            return _ScriptUnpickler(io.BytesIO(archive.read(pkl)), _TORCHSCRIPT_GLOBALS, persistent).load()
+            pkl, persistent = _zip_pickle(archive, f'{path}: not a TorchScript archive; it')
+            root = _ScriptUnpickler(io.BytesIO(_read_member(archive, pkl)), _TORCHSCRIPT_GLOBALS, persistent).load()
         except UnsafePickleError:
             raise
-        except (EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
-            raise pickle.UnpicklingError(f'{path}: corrupt TorchScript archive: {type(e).__name__}: {e}') from e
+        except CORRUPT_ERRORS as e:
+            raise pickle.UnpicklingError(f'{path}: corrupt TorchScript archive: {_reason(e)}') from e
+    if not isinstance(root, ScriptModule):
+        raise pickle.UnpicklingError(f'{path}: the archive\'s root is a {type(root).__name__}, not a module')
+    return root
 
 
-def script_module_tensors(module, prefix=''):
+def script_module_tensors(module, prefix='', depth=0):
     """``{dotted.name: array}`` of every tensor attribute in a ``ScriptModule`` tree."""
+    if depth > MAX_DEPTH:
+        raise pickle.UnpicklingError(f'the module tree is nested more than {MAX_DEPTH} deep')
     out = {}
     for name, value in module.attributes.items():
         if isinstance(value, ScriptModule):
-            out.update(script_module_tensors(value, f'{prefix}{name}.'))
+            out.update(script_module_tensors(value, f'{prefix}{name}.', depth + 1))
         elif isinstance(value, np.ndarray):
             out[prefix + name] = value
     return out

@@ -91,6 +91,11 @@ def _from_torch_tensors(tensors, what):
 
 def _torch_tensors(path):
     """A torch.save state dict or a TorchScript archive -> ordered {name: array}."""
+    from afgan_tf import safe_files
+    try:
+        safe_files.check_regular_file(path, torch_pickle.MAX_FILE_BYTES)
+    except safe_files.NotARegularFile as e:
+        raise pickle.UnpicklingError(str(e)) from None
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
             is_script = any(n.split('/', 1)[-1].startswith('code/') for n in z.namelist())

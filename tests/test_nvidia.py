@@ -64,3 +64,57 @@ def test_unknown_classes_are_named(snapshot):
         nvidia.load_network_pkl(io.BytesIO(rewrite_strings(data, {'Generator': 'Gen3rator'})))
     with pytest.raises(ValueError, match=r"unknown classes \['WeirdLayer'\]"):
         nvidia.load_network_pkl(io.BytesIO(rewrite_strings(data, {'FullyConnectedLayer': 'WeirdLayer'})))
+
+
+def _with_kwarg(data, key, value_op):
+    """The pickle ``data`` with the int value after every string ``key`` replaced by the bytes ``value_op``."""
+    import pickletools
+    ops = list(pickletools.genops(data))
+    out = bytearray()
+    for i, (op, arg, pos) in enumerate(ops):
+        end = ops[i + 1][2] if i + 1 < len(ops) else len(data)
+        if op.name == 'FRAME':
+            continue
+        j = i - 1
+        while j >= 0 and ops[j][0].name in ('MEMOIZE', 'BINPUT', 'LONG_BINPUT'):
+            j -= 1
+        previous = ops[j] if j >= 0 else None
+        if previous and previous[0].name in ('SHORT_BINUNICODE', 'BINUNICODE') and previous[1] == key and \
+                op.name in ('BININT', 'BININT1', 'BININT2'):
+            out += value_op
+        else:
+            out += data[pos:end]
+    return bytes(out)
+
+
+def test_claimed_architecture_is_checked_before_anything_is_built(tmp_path, snapshot):
+    """Constructor kwargs claiming z_dim = w_dim = 16384 (7.7 GiB of weights) fail on the stored tensors' shapes
+    before a variable exists."""
+    import resource
+    import struct
+    path, _, _ = snapshot
+    data = path.read_bytes()
+    big = struct.pack('<i', 16384)
+    inflated = _with_kwarg(_with_kwarg(data, 'z_dim', b'J' + big), 'w_dim', b'J' + big)
+    assert inflated != data
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match='does not fit the generator its arguments describe'):
+        nvidia.load_network_pkl(io.BytesIO(inflated))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 300 << 10       # KiB.
+    with pytest.raises(ValueError, match='bogus_argument'):
+        nvidia.generator_from_state_dict('stylegan3-t', {'z_dim': 4, 'bogus_argument': 1}, {})
+
+
+def test_malformed_constructor_arguments_are_errors():
+    deep = {}
+    for _ in range(10000):
+        deep = {'a': deep}
+    obj = torch_pickle.PersistentObject({'class_name': 'Generator', 'state': {'_init_kwargs': {'mapping_kwargs': deep}}})
+    with pytest.raises(ValueError, match='nested more than'):
+        nvidia._init_kwargs(obj)
+    obj = torch_pickle.PersistentObject({'class_name': 'Generator', 'state': {'_init_kwargs': {1: 2}}})
+    with pytest.raises(ValueError, match='non-string key'):
+        nvidia._init_kwargs(obj)
+    obj = torch_pickle.PersistentObject({'class_name': 'Generator', 'state': {'_init_kwargs': [1, 2]}})
+    with pytest.raises(ValueError, match='malformed constructor arguments'):
+        nvidia._init_kwargs(obj)
