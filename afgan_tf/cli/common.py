@@ -137,11 +137,19 @@ class Progress:
         sys.stderr.flush()
 
 
+def _terminate(signum, frame):
+    """SIGTERM as KeyboardInterrupt: the tools' cleanup (temporary files, half-written outputs) runs."""
+    del frame
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
 def run_main(main):
-    """absl main wrapper: quiet logging; UsageError -> 'error: ...' and exit 2."""
+    """absl main wrapper: quiet logging; UsageError -> 'error: ...' and exit 2; SIGTERM cleans up as Ctrl-C does."""
     def wrapped(argv):
+        import signal
         from absl import flags, logging
         logging.set_verbosity(logging.WARNING)
+        signal.signal(signal.SIGTERM, _terminate)
         for name in flags.FLAGS:            # NaN / inf never mean anything in a float flag.
             value = flags.FLAGS[name].value
             if isinstance(value, float) and not math.isfinite(value):
@@ -150,6 +158,9 @@ def run_main(main):
             return main(argv)
         except UsageError as e:
             fail(str(e))
+        except KeyboardInterrupt:
+            print('interrupted', file=sys.stderr)
+            sys.exit(130)
     return wrapped
 
 

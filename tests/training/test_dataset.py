@@ -1,6 +1,7 @@
 """afgan_tf.training.dataset: conversion, reading, labels, and the deterministic tf.data stream."""
 
 import gzip
+import io
 import json
 import zipfile
 
@@ -120,3 +121,59 @@ def test_make_dataset_range_labels_and_flip():
     assert c.shape == (4, 3) and np.array_equal(np.argmax(c, 1), [0, 1, 2, 1])
     with pytest.raises(dataset.DatasetError, match='no labels'):
         dataset.make_dataset(images, 4, c_dim=3)
+
+
+def _grey(path, size=(16, 16), value=100):
+    Image.fromarray(np.full(size[::-1], value, np.uint8)).save(path)
+
+
+def test_convert_bounds_what_a_source_can_make_it_read_or_allocate(tmp_path):
+    """A FIFO and a symlink to /dev/zero are skipped (not read for ever), a zip member inflating like a bomb and
+    a padded canvas over the pixel limit are skipped and counted, and every count is reported."""
+    import os
+    src = tmp_path / 'src'
+    src.mkdir()
+    for i in range(2):
+        _grey(src / f'ok{i}.png')
+    os.mkfifo(src / 'fifo.png')
+    (src / 'zero.png').symlink_to('/dev/zero')
+    Image.new('L', (40000, 1)).save(src / 'wide.png')                     # 201 bytes; 40000^2 once padded.
+    messages = []
+    summary = dataset.convert(src, tmp_path / 'out.zip', resolution=16, transform='pad', log=messages.append)
+    assert summary['written'] == 2 and summary['unreadable'] == 2 and summary['too_large'] == 1, summary
+    assert any('not regular files' in m for m in messages)
+    bomb = tmp_path / 'src_bomb.zip'
+    with zipfile.ZipFile(bomb, 'w', compression=zipfile.ZIP_DEFLATED) as z:
+        buf = io.BytesIO()
+        Image.fromarray(np.full([16, 16], 7, np.uint8)).save(buf, format='png')
+        z.writestr('a.png', buf.getvalue())
+        with z.open('b.png', 'w', force_zip64=True) as member:               # 512 MiB of zeros from 500 KB.
+            for _ in range(512):
+                member.write(bytes(1 << 20))
+    assert bomb.stat().st_size < 1 << 20
+    summary = dataset.convert(bomb, tmp_path / 'out2.zip', resolution=16, log=messages.append)
+    assert summary['written'] == 1 and summary['unreadable'] == 1, summary
+
+
+def test_convert_counts_alpha_animation_and_enlargement(tmp_path):
+    src = tmp_path / 'src'
+    src.mkdir()
+    for i in range(2):
+        _grey(src / f'g{i}.png', size=(32, 32))
+    Image.fromarray(np.array([[[200, 100, 50, 0]] * 32] * 32, np.uint8)).save(src / 'clear.png')  # Transparent.
+    frames = [Image.fromarray(np.full([32, 32], v, np.uint8)) for v in (10, 200)]
+    frames[0].save(src / 'anim.gif', save_all=True, append_images=frames[1:])
+    _grey(src / 'tiny.png', size=(1, 1))
+    messages = []
+    summary = dataset.convert(src, tmp_path / 'out.zip', resolution=32, channels=1, log=messages.append)
+    assert summary['alpha'] == 1 and summary['animated'] == 1 and summary['enlarged'] == 1, summary
+    assert any('composited 1 image(s) with transparency on black' in m for m in messages)
+    assert any('first frame only of 1 animated' in m for m in messages)
+    assert any('enlarged 1 image(s)' in m and 'from 1 pixels' in m for m in messages)
+    images, _ = dataset.load_images(tmp_path / 'out.zip')
+    assert images.shape[0] == 5 and int(images[1].max()) == 0     # clear.png (sorted second): black, not its colour.
+    one = tmp_path / 'one'
+    one.mkdir()
+    _grey(one / 'a.png', size=(1, 1))
+    with pytest.raises(dataset.DatasetError, match='power of two >= 4'):
+        dataset.convert(one, tmp_path / 'out1.zip')
