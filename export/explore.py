@@ -14,9 +14,20 @@ from one of two back ends:
 Besides the API, the server answers ``GET /latent?seed=S&dim=D``: the latent of a seed as NVIDIA's
 tools draw it (``RandomState(seed).randn(1, D)``), so a seed gives the same image everywhere.
 Errors come back as ``{"error": "..."}`` with status 400, as TF Serving's do.
+
+Safe to leave running on a shared host: every request is checked by ``check_request`` against the
+signatures (numbers only, the right shapes, at most MAX_BATCH samples, finite, truncation_psi in
+PSI_RANGE) before it reaches a generator or TF Serving; a request's body is capped at what the
+largest valid request needs; sockets time out after SOCKET_TIMEOUT seconds; at most MAX_CONNECTIONS
+are served at once (others get 503); the Host header must name this server (localhost, an IP
+address, or a name given with ``allowed_hosts``, against DNS rebinding); a POST needs
+``Content-Type: application/json`` and, if it has an Origin, this server's own (no cross-site
+requests); TF Serving's redirects are not followed and its answers are capped at
+MAX_UPSTREAM_BYTES and relayed unparsed.
 """
 
 import http.server
+import ipaddress
 import json
 import pathlib
 import re
@@ -28,10 +39,16 @@ import urllib.request
 
 import numpy as np
 
+from afgan_tf.safe_files import read_at_most
+
 PAGE = pathlib.Path(__file__).resolve().parent / 'explore.html'
 PSI_RANGE = (-1.0, 2.0)          # Truncation psi the explorer accepts (1 = none, 0 = the average w).
 MAX_SEED = 2 ** 32 - 1
 MAX_BATCH = 16
+SOCKET_TIMEOUT = 15              # Seconds a connection may take to send its request (and to read the answer).
+MAX_CONNECTIONS = 8              # Requests served at once; more get 503 at once.
+MAX_UPSTREAM_BYTES = 256 << 20   # TF Serving answers larger than this are refused (16 RGB 1024^2 images ~ 200 MB).
+MAX_METADATA_BYTES = 4 << 20
 
 
 class RequestError(ValueError):
@@ -41,9 +58,9 @@ class RequestError(ValueError):
 def seed_latent(seed, dim):
     """z [1, dim] of a seed, as NVIDIA's tools draw it (``RandomState(seed).randn(1, dim)``)."""
     text = str(seed).strip()
-    if not re.fullmatch(r'\d+', text) or int(text) > MAX_SEED:
+    if not re.fullmatch(r'\d{1,10}', text) or int(text) > MAX_SEED:
         raise RequestError(f'seed must be an integer in [0, {MAX_SEED}], got {str(seed)[:40]!r}')
-    if not re.fullmatch(r'\d+', str(dim)) or not 1 <= int(dim) <= 4096:
+    if not re.fullmatch(r'\d{1,4}', str(dim)) or not 1 <= int(dim) <= 4096:
         raise RequestError(f'dim must be an integer in [1, 4096], got {str(dim)[:40]!r}')
     return np.random.RandomState(int(text)).randn(1, int(dim)).astype(np.float32)
 
@@ -70,6 +87,66 @@ def signature_metadata(endpoints):
             'metadata': {'signature_def': {'signature_def': signatures}}}
 
 
+def _number_array(value, name, rank):
+    """A nested list of numbers of ``rank`` (0 = a number) -> float32 array; RequestError for anything else
+    (booleans, strings, objects, ragged lists, non-finite or overflowing values)."""
+    def check(v, depth):
+        if depth == rank:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise RequestError(f'{name}: expected numbers, got {type(v).__name__}')
+            return
+        if not isinstance(v, list):
+            raise RequestError(f'{name}: expected a {rank}-dimensional list of numbers')
+        for item in v:
+            check(item, depth + 1)
+    check(value, 0)
+    try:
+        with np.errstate(over='raise', invalid='raise'):
+            array = np.asarray(value, np.float64)
+    except (ValueError, OverflowError, FloatingPointError):
+        raise RequestError(f'{name}: expected a regular array of numbers') from None
+    if not np.all(np.isfinite(array)) or np.any(np.abs(array) > np.finfo(np.float32).max):
+        raise RequestError(f'{name} must be finite float32 numbers (no NaN, inf or overflow)')
+    return array.astype(np.float32)
+
+
+def check_request(body, signatures):
+    """(signature name, {input: float32 array}) of a predict request, every input checked against
+    ``signatures`` ({name: {input: shape, None for any size}}); RequestError says what is wrong."""
+    if not isinstance(body, dict) or not isinstance(body.get('inputs'), dict):
+        raise RequestError('expected a JSON object with "inputs" (columnar format)')
+    name = body.get('signature_name') or 'serving_default'
+    if not isinstance(name, str) or name not in signatures:
+        raise RequestError(f'signature_name must be one of {sorted(signatures)}, got {str(name)[:60]!r}')
+    specs, inputs = signatures[name], body['inputs']
+    missing = [k for k in specs if k not in inputs]
+    extra = sorted(str(k)[:40] for k in set(inputs) - set(specs))
+    if missing or extra:
+        raise RequestError(f'signature {name!r} takes inputs {list(specs)}; missing {missing}, unknown {extra}')
+    out = {}
+    for key, shape in specs.items():
+        value = _number_array(inputs[key], key, len(shape))
+        if len(value.shape) != len(shape) or any(e is not None and e != d for e, d in zip(shape, value.shape)):
+            raise RequestError(f'{key}: expected shape {_shape_text(shape)}, got {list(value.shape)}')
+        if value.ndim and value.shape[0] > MAX_BATCH:
+            raise RequestError(f'{key}: at most {MAX_BATCH} samples per request, got {value.shape[0]}')
+        if key == 'truncation_psi' and not PSI_RANGE[0] <= float(value) <= PSI_RANGE[1]:
+            raise RequestError(f'truncation_psi must be in [{PSI_RANGE[0]}, {PSI_RANGE[1]}], got {float(value)}')
+        out[key] = value
+    return name, out
+
+
+def max_body_bytes(signatures):
+    """The largest body a valid request can need: MAX_BATCH samples of every input at 32 bytes a number."""
+    def per_request(shape):
+        n = MAX_BATCH if shape and shape[0] is None else 1
+        for d in shape[1:] if shape and shape[0] is None else shape:
+            n *= d if d is not None else 1
+        return n
+    largest = max((sum(per_request(shape) for shape in specs.values()) for specs in signatures.values()), default=0)
+    return (64 << 10) + 32 * largest
+
+
 class LocalBackend:
     """Answers TF Serving's REST requests with a generator in this process (the export's functions)."""
 
@@ -80,6 +157,7 @@ class LocalBackend:
         self._endpoints = {name: (tf.function(fn, input_signature=specs), specs)
                            for name, (fn, specs) in _generator_endpoints(G).items()}
         self._metadata = signature_metadata(self._endpoints)
+        self.signatures = {name: {s.name: tuple(s.shape) for s in specs} for name, (_, specs) in self._endpoints.items()}
         self._lock = threading.Lock()       # One generator call at a time (the server is threaded).
 
     def metadata(self):
@@ -87,33 +165,10 @@ class LocalBackend:
 
     def predict(self, body):
         import tensorflow as tf
-        if not isinstance(body, dict) or not isinstance(body.get('inputs'), dict):
-            raise RequestError('expected a JSON object with "inputs" (columnar format)')
-        name = body.get('signature_name') or 'serving_default'
-        if name not in self._endpoints:
-            raise RequestError(f'signature_name {name!r} is not one of {sorted(self._endpoints)}')
+        name, inputs = check_request(body, self.signatures)
         fn, specs = self._endpoints[name]
-        inputs = body['inputs']
-        missing = [s.name for s in specs if s.name not in inputs]
-        extra = sorted(set(inputs) - {s.name for s in specs})
-        if missing or extra:
-            raise RequestError(f'signature {name!r} takes inputs {[s.name for s in specs]}; missing {missing}, '
-                               f'unknown {extra}')
-        args = []
-        for spec in specs:
-            try:
-                value = np.asarray(inputs[spec.name], np.float32)
-            except (TypeError, ValueError):
-                raise RequestError(f'{spec.name}: expected numbers') from None
-            if not spec.shape.is_compatible_with(value.shape):
-                raise RequestError(f'{spec.name}: expected shape {_shape_text(spec.shape)}, got {list(value.shape)}')
-            if value.ndim and value.shape[0] > MAX_BATCH:
-                raise RequestError(f'{spec.name}: at most {MAX_BATCH} samples per request, got {value.shape[0]}')
-            if not np.all(np.isfinite(value)):
-                raise RequestError(f'{spec.name} must be finite (no NaN or inf)')
-            args.append(tf.constant(value))
         with self._lock:
-            outputs = fn(*args)
+            outputs = fn(*[tf.constant(inputs[s.name]) for s in specs])
         return {'outputs': {k: v.numpy().tolist() for k, v in outputs.items()}}
 
 
@@ -121,49 +176,112 @@ def _shape_text(shape):
     return '[' + ', '.join('N' if d is None else str(d) for d in shape) + ']'
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise urllib.error.HTTPError(req.full_url, code, f'TF Serving redirected to {newurl[:200]} (not followed)',
+                                     headers, fp)
+
+
+def signatures_of_metadata(metadata):
+    """{signature: {input: shape}} of TF Serving's metadata answer (sizes -1 -> None)."""
+    try:
+        defs = metadata['metadata']['signature_def']['signature_def']
+        return {name: {key: tuple(None if int(d['size']) < 0 else int(d['size'])
+                                  for d in info['tensor_shape'].get('dim', []))
+                       for key, info in sig['inputs'].items()}
+                for name, sig in defs.items() if sig.get('method_name', '').endswith('predict')}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ConnectionError(f'TF Serving answered malformed metadata ({type(e).__name__}: {e})') from None
+
+
 class ServingBackend:
-    """Forwards metadata and predict requests to TF Serving at ``url`` (``http://host:8501/v1/models/NAME``)."""
+    """Forwards metadata and predict requests to TF Serving at ``url`` (``http://host:8501/v1/models/NAME``):
+    requests are checked against its signatures first, redirects are not followed, answers are capped."""
 
     def __init__(self, url, timeout=120):
         url = url.rstrip('/')
         if not re.fullmatch(r'https?://[^/]+/v1/models/[^/:]+(/versions/\d+|/labels/[^/:]+)?', url):
             raise ValueError(f'serving url must look like http://host:8501/v1/models/NAME, got {url!r}')
         self.url, self.timeout = url, timeout
+        self._opener = urllib.request.build_opener(_NoRedirects)
+        self._signatures = None
 
-    def _request(self, url, data=None):
+    def _request(self, url, data=None, limit=None):
+        limit = MAX_UPSTREAM_BYTES if limit is None else limit
         request = urllib.request.Request(url, data=data, headers={'Content-Type': 'application/json'})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:   # noqa: S310 (user URL)
-                return json.loads(response.read())
+            with self._opener.open(request, timeout=self.timeout) as response:
+                raw = read_at_most(response, limit + 1)
         except urllib.error.HTTPError as e:
-            text = e.read().decode(errors='replace')
+            text = e.read(64 << 10).decode(errors='replace') if e.fp is not None else str(e.reason)
             try:
                 message = json.loads(text).get('error', text)
-            except ValueError:
+            except (ValueError, AttributeError):
                 message = text
-            raise RequestError(f'TF Serving: {message[:1000]}') from None
+            if 300 <= e.code < 400:
+                raise ConnectionError(str(e.reason)) from None
+            raise RequestError(f'TF Serving: {str(message)[:1000]}') from None
         except (urllib.error.URLError, OSError) as e:
             raise ConnectionError(f'TF Serving at {self.url} is not reachable: {e}') from None
+        if len(raw) > limit:
+            raise ConnectionError(f'TF Serving answered more than {limit} bytes (refused)')
+        return raw
 
     def metadata(self):
-        return self._request(f'{self.url}/metadata')
+        try:
+            meta = json.loads(self._request(f'{self.url}/metadata', limit=MAX_METADATA_BYTES))
+        except (ValueError, RecursionError):
+            raise ConnectionError('TF Serving answered metadata that is not JSON') from None
+        self._signatures = signatures_of_metadata(meta)
+        return meta
+
+    @property
+    def signatures(self):
+        if self._signatures is None:
+            self.metadata()
+        return self._signatures
 
     def predict(self, body):
-        return self._request(f'{self.url}:predict', json.dumps(body).encode())
+        """The checked request forwarded; TF Serving's answer relayed as bytes (not parsed here)."""
+        name, inputs = check_request(body, self.signatures)
+        request = {'signature_name': name, 'inputs': {k: v.tolist() for k, v in inputs.items()}}
+        return self._request(f'{self.url}:predict', json.dumps(request).encode())
 
 
-def make_server(backend, host='127.0.0.1', port=8080, model_name='generator', log=None):
-    """A threaded HTTP server for the page and the API; call ``serve_forever()`` (or use a thread)."""
+def _is_ip(host):
+    try:
+        ipaddress.ip_address(host.strip('[]'))
+        return True
+    except ValueError:
+        return False
+
+
+def make_server(backend, host='127.0.0.1', port=8080, model_name='generator', log=None, allowed_hosts=()):
+    """A threaded HTTP server for the page and the API; call ``serve_forever()`` (or use a thread).
+
+    ``allowed_hosts``: names besides localhost and IP addresses that a request's Host header may carry
+    (the names this server is reached by; DNS rebinding uses any other)."""
     page = PAGE.read_bytes()
     api = f'/v1/models/{model_name}'
+    names = {'localhost', *(h.lower() for h in allowed_hosts)}
+    slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+    body_limit = [None]
+
+    def limit():
+        if body_limit[0] is None:
+            body_limit[0] = max_body_bytes(backend.signatures)
+        return body_limit[0]
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        timeout = SOCKET_TIMEOUT
+
         def _send(self, status, body, content_type='application/json'):
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
             self.send_header('Content-Type', content_type)
             self.send_header('Content-Length', str(len(data)))
             self.send_header('Cache-Control', 'no-store')
+            self.send_header('X-Content-Type-Options', 'nosniff')
             self.end_headers()
             self.wfile.write(data)
 
@@ -175,11 +293,39 @@ def make_server(backend, host='127.0.0.1', port=8080, model_name='generator', lo
             except ConnectionError as e:
                 self._send(502, {'error': str(e)})
             except Exception as e:         # noqa: BLE001 (a generator failure: report it, keep serving)
-                self._send(500, {'error': f'{type(e).__name__}: {e}'})
+                self._send(500, {'error': f'{type(e).__name__}: {str(e)[:500]}'})
+
+        def _same_server(self, netloc):
+            """Whether host[:port] names this server: localhost, an IP address or an allowed name."""
+            parsed = urllib.parse.urlsplit(f'//{netloc}')
+            try:
+                port = parsed.port
+            except ValueError:
+                return False
+            name = (parsed.hostname or '').lower()
+            return bool(name) and (name in names or _is_ip(name)) and port in (None, self.server.server_port)
+
+        def _allowed(self, post):
+            host = self.headers.get('Host')
+            if not host or not self._same_server(host):
+                self._send(403, {'error': 'this server answers only requests for its own host name (Host header)'})
+                return False
+            origin = self.headers.get('Origin')
+            if origin is not None:
+                parsed = urllib.parse.urlsplit(origin)
+                if parsed.scheme not in ('http', 'https') or not self._same_server(parsed.netloc):
+                    self._send(403, {'error': 'cross-origin requests are not allowed'})
+                    return False
+            if post and (self.headers.get('Content-Type') or '').split(';')[0].strip().lower() != 'application/json':
+                self._send(415, {'error': 'a POST needs Content-Type: application/json'})
+                return False
+            return True
 
         def do_GET(self):  # noqa: N802
+            if not self._allowed(post=False):
+                return
             url = urllib.parse.urlparse(self.path)
-            query = dict(urllib.parse.parse_qsl(url.query))
+            query = dict(urllib.parse.parse_qsl(url.query, max_num_fields=16))
             if url.path in ('/', '/index.html'):
                 self._send(200, page, 'text/html; charset=utf-8')
             elif url.path == f'{api}/metadata':
@@ -189,18 +335,21 @@ def make_server(backend, host='127.0.0.1', port=8080, model_name='generator', lo
             elif url.path == '/config':
                 self._answer(lambda: {'api': api, 'psi_range': PSI_RANGE, 'max_seed': MAX_SEED})
             else:
-                self._send(404, {'error': f'no such path {url.path}'})
+                self._send(404, {'error': f'no such path {url.path[:200]}'})
 
         def do_POST(self):  # noqa: N802
+            if not self._allowed(post=True):
+                return
             if self.path != f'{api}:predict':
-                return self._send(404, {'error': f'no such path {self.path}'})
+                return self._send(404, {'error': f'no such path {self.path[:200]}'})
             try:
                 length = int(self.headers.get('Content-Length', 0))
-                if not 0 < length <= 64 << 20:
-                    raise RequestError('a JSON body of at most 64 MiB is required')
-                body = json.loads(self.rfile.read(length))
-            except (ValueError, RequestError) as e:
-                return self._send(400, {'error': f'bad request body: {e}'})
+                if not 0 < length <= limit():
+                    return self._send(413, {'error': f'a JSON body of at most {limit()} bytes is required (the '
+                                                     f'largest valid request: {MAX_BATCH} samples)'})
+                body = json.loads(self.rfile.read(length), parse_constant=_no_constant)
+            except (ValueError, RecursionError, RequestError) as e:
+                return self._send(400, {'error': f'bad request body: {type(e).__name__}: {str(e)[:300]}'})
             self._answer(lambda: backend.predict(body))
 
         def log_message(self, fmt, *args):
@@ -210,5 +359,28 @@ def make_server(backend, host='127.0.0.1', port=8080, model_name='generator', lo
     class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         daemon_threads = True
         allow_reuse_address = True
+        request_queue_size = 16
+
+        def process_request(self, request, client_address):
+            if not slots.acquire(blocking=False):      # Busy: refuse now instead of holding a thread.
+                try:
+                    request.settimeout(2)
+                    request.sendall(b'HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n'
+                                    b'Connection: close\r\n\r\n')
+                except OSError:
+                    pass
+                self.shutdown_request(request)
+                return
+            super().process_request(request, client_address)
+
+        def process_request_thread(self, request, client_address):
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                slots.release()
 
     return Server((host, port), Handler)
+
+
+def _no_constant(name):
+    raise RequestError(f'{name} is not a number this API accepts')

@@ -24,6 +24,8 @@ flags.DEFINE_string('serving-url', None, 'Instead of --network: a TF Serving mod
 flags.DEFINE_enum('which', 'G_ema', ['G_ema', 'G'], 'Which generator of --network.')
 flags.DEFINE_string('host', '127.0.0.1', 'Address to listen on (0.0.0.0: every interface).')
 flags.DEFINE_integer('port', 8080, 'Port to listen on (0: any free port).')
+flags.DEFINE_multi_string('allow-host', [], 'A host name this server is reached by, besides localhost and IP '
+                          'addresses (requests whose Host header names anything else are refused: DNS rebinding).')
 flags.DEFINE_bool('verbose', False, 'Log every request.')
 
 
@@ -45,7 +47,8 @@ def main(argv):
             raise common.UsageError(f'--serving-url: {e}') from e
         source = f'TF Serving at {backend.url}'
     try:
-        server = explore.make_server(backend, FLAGS.host, FLAGS.port, log=print if FLAGS.verbose else None)
+        server = explore.make_server(backend, FLAGS.host, FLAGS.port, log=print if FLAGS.verbose else None,
+                                     allowed_hosts=FLAGS['allow-host'].value)
     except OSError as e:
         raise common.UsageError(f'cannot listen on {FLAGS.host}:{FLAGS.port}: {e}') from e
     host = 'localhost' if FLAGS.host in ('127.0.0.1', '0.0.0.0') else FLAGS.host

@@ -7,6 +7,7 @@ import os
 import shutil
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import numpy as np
@@ -180,7 +181,7 @@ def test_backends_and_server_errors(network):
     assert np.max(np.abs(np.asarray(out['outputs']['images'][0]) - expected_image(G, 3))) <= 1
     np.testing.assert_array_equal(explore.seed_latent('3', G.z_dim), z)
     for body, message in (({'inputs': {'z': z.tolist()}}, "missing \\['truncation_psi'\\]"),
-                          ({'signature_name': 'nope', 'inputs': {}}, "signature_name 'nope'"),
+                          ({'signature_name': 'nope', 'inputs': {}}, "signature_name must be one of .* got 'nope'"),
                           ({'inputs': {'z': [[1.0, 2.0]], 'truncation_psi': 1}}, r'z: expected shape \[N, 4\]'),
                           ({'inputs': {'z': [[float('nan')] * G.z_dim], 'truncation_psi': 1}}, 'z must be finite'),
                           ({'inputs': 'x'}, 'expected a JSON object')):
@@ -219,3 +220,223 @@ def test_cli_usage_errors(network):
     assert both.returncode == 2 and 'exactly one of --network and --serving-url' in both.stderr
     dead = tool('explore', '--serving-url=http://127.0.0.1:9/v1/models/m')
     assert dead.returncode == 2 and 'not reachable' in dead.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# Safe to leave running: limits, timeouts, Host / Origin / Content-Type, upstream answers, a request fuzz.
+
+def raw_request(url, method='POST', path='v1/models/generator:predict', body=b'', headers=None, timeout=30):
+    """(status, parsed JSON or None) of one request with exactly these headers (http.client, no defaults)."""
+    import http.client
+    parsed = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
+    try:
+        conn.putrequest(method, '/' + path, skip_host=True, skip_accept_encoding=True)
+        for key, value in {'Host': parsed.netloc, 'Content-Type': 'application/json', **(headers or {})}.items():
+            if value is not None:
+                conn.putheader(key, value)
+        if method == 'POST':
+            conn.putheader('Content-Length', str(len(body)))
+        conn.endheaders(body if method == 'POST' else None)
+        response = conn.getresponse()
+        data = response.read()
+        try:
+            return response.status, json.loads(data)
+        except ValueError:
+            return response.status, None
+    finally:
+        conn.close()
+
+
+
+def test_requests_are_checked_before_the_generator(network):
+    _, G = network
+    server = Server(explore.LocalBackend(G))
+    z = seed_z(1, G.z_dim).tolist()
+    good = {'inputs': {'z': z, 'truncation_psi': 0.7}}
+    try:
+        assert raw_request(server.url, body=json.dumps(good).encode())[0] == 200
+        bad_bodies = {
+            'deep JSON': b'[' * 100000 + b']' * 100000,
+            'unhashable signature_name': json.dumps({'signature_name': ['x'], 'inputs': {}}).encode(),
+            'huge integer': b'{"inputs": {"z": [[' + b'1' + b'0' * 400 + b']], "truncation_psi": 1}}',
+            'overflowing float': json.dumps(good).encode().replace(b'0.7', b'1e400'),
+            'NaN constant': json.dumps(good).encode().replace(b'0.7', b'NaN'),
+            'psi 1e30': json.dumps({'inputs': {'z': z, 'truncation_psi': 1e30}}).encode(),
+            'psi true': json.dumps({'inputs': {'z': z, 'truncation_psi': True}}).encode(),
+            'psi string': json.dumps({'inputs': {'z': z, 'truncation_psi': '0.7'}}).encode(),
+            'ragged z': json.dumps({'inputs': {'z': [z[0], z[0][:2]], 'truncation_psi': 1}}).encode(),
+            'too many samples': json.dumps({'inputs': {'z': z * 17, 'truncation_psi': 1}}).encode(),
+        }
+        for what, body in bad_bodies.items():
+            status, answer = raw_request(server.url, body=body)
+            assert status == 400 and answer and answer.get('error'), (what, status, answer)
+        status, answer = raw_request(server.url, method='GET', path='latent?seed=' + '9' * 5000 + '&dim=4')
+        assert status == 400 and 'seed must be an integer' in answer['error']
+    finally:
+        server.close()
+
+
+def test_host_origin_content_type_body_limit(network):
+    _, G = network
+    server = Server(explore.LocalBackend(G))
+    body = json.dumps({'inputs': {'z': seed_z(1, G.z_dim).tolist(), 'truncation_psi': 1.0}}).encode()
+    port = server.server.server_port
+    try:
+        assert raw_request(server.url, body=body, headers={'Host': f'localhost:{port}'})[0] == 200
+        assert raw_request(server.url, body=body, headers={'Origin': f'http://127.0.0.1:{port}'})[0] == 200
+        for headers, status in (({'Host': f'evil.example:{port}'}, 403),            # DNS rebinding.
+                                ({'Host': None}, 403),
+                                ({'Host': f'127.0.0.1:{port + 1}'}, 403),
+                                ({'Origin': 'http://evil.example'}, 403),            # A cross-site POST.
+                                ({'Origin': 'null'}, 403),
+                                ({'Content-Type': 'text/plain'}, 415)):              # No CORS preflight: refused.
+            assert raw_request(server.url, body=body, headers=headers)[0] == status, headers
+        assert raw_request(server.url, method='GET', path='', headers={'Host': 'evil.example'})[0] == 403
+        limit = explore.max_body_bytes(explore.LocalBackend(G).signatures)
+        assert limit < 8 << 20                  # Far below the old 64 MiB, from the largest valid request.
+        status, answer = raw_request(server.url, body=b' ' * (limit + 1))
+        assert status == 413 and 'at most' in answer['error']
+    finally:
+        server.close()
+    named = explore.make_server(explore.LocalBackend(G), port=0, allowed_hosts=['gen.example'])
+    threading.Thread(target=named.serve_forever, daemon=True).start()
+    try:
+        url = f'http://127.0.0.1:{named.server_port}/'
+        assert raw_request(url, body=body, headers={'Host': f'gen.example:{named.server_port}'})[0] == 200
+    finally:
+        named.shutdown()
+        named.server_close()
+
+
+def test_idle_connections_time_out_and_are_capped(network, monkeypatch):
+    import socket
+    import time
+    _, G = network
+    monkeypatch.setattr(explore, 'SOCKET_TIMEOUT', 1)
+    server = Server(explore.LocalBackend(G))
+    port = server.server.server_port
+    try:
+        sockets = []
+        for _ in range(explore.MAX_CONNECTIONS):        # Half-sent requests hold every slot ...
+            s = socket.create_connection(('127.0.0.1', port))
+            s.sendall(b'POST /v1/models/generator:predict HTTP/1.1\r\nHost: 127.0.0.1\r\n')
+            sockets.append(s)
+        time.sleep(0.3)
+        extra = socket.create_connection(('127.0.0.1', port), timeout=10)   # ... so one more is refused at once,
+        extra.sendall(b'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+        assert extra.recv(100).startswith(b'HTTP/1.1 503')
+        extra.close()
+        start = time.time()
+        for s in sockets:                                # ... and the server drops them after SOCKET_TIMEOUT.
+            s.settimeout(10)
+            assert s.recv(100) == b''                    # Closed by the server (no answer to half a request).
+            s.close()
+        assert time.time() - start < 8
+        time.sleep(0.5)
+        assert raw_request(server.url, method='GET', path='config')[0] == 200      # Slots free again.
+    finally:
+        server.close()
+
+
+class FakeUpstream:
+    """A TF Serving stand-in that redirects, or answers too much, for the forwarding back end."""
+
+    def __init__(self, mode, metadata):
+        import http.server
+        fake = self
+        self.hits = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                fake.hits.append(self.path)
+                self._reply(json.dumps(metadata).encode())
+
+            def do_POST(self):  # noqa: N802
+                fake.hits.append(self.path)
+                self.rfile.read(int(self.headers['Content-Length']))
+                if mode == 'redirect':
+                    self.send_response(302)
+                    self.send_header('Location', f'http://127.0.0.1:{fake.other}/secret')
+                    self.send_header('Content-Length', '0')
+                    self.end_headers()
+                else:
+                    self._reply(b'{"outputs": [' + b'0,' * (1 << 20) + b'0]}')
+
+            def _reply(self, data):
+                self.send_response(200)
+                self.send_header('Content-Type', 'application/json')
+                self.send_header('Content-Length', str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+        self.server = http.server.HTTPServer(('127.0.0.1', 0), Handler)
+        self.other = 9
+        self.url = f'http://127.0.0.1:{self.server.server_port}/v1/models/m'
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_forwarding_checks_requests_refuses_redirects_and_caps_answers(network, monkeypatch):
+    _, G = network
+    metadata = explore.LocalBackend(G).metadata()
+    body = {'inputs': {'z': seed_z(1, G.z_dim).tolist(), 'truncation_psi': 1.0}}
+    other = FakeUpstream('big', metadata)            # The local service a redirect would reach.
+    redirecting = FakeUpstream('redirect', metadata)
+    redirecting.other = other.server.server_port
+    try:
+        backend = explore.ServingBackend(redirecting.url)
+        with pytest.raises(explore.RequestError, match='truncation_psi must be in'):
+            backend.predict({'inputs': {'z': body['inputs']['z'], 'truncation_psi': 1e30}})
+        assert redirecting.hits == ['/v1/models/m/metadata']            # Checked here, never forwarded.
+        with pytest.raises(ConnectionError, match='redirected'):
+            backend.predict(body)
+        assert other.hits == []                                          # The redirect was not followed.
+        monkeypatch.setattr(explore, 'MAX_UPSTREAM_BYTES', 1 << 20)
+        with pytest.raises(ConnectionError, match='more than'):
+            explore.ServingBackend(other.url).predict(body)
+    finally:
+        other.close()
+        redirecting.close()
+
+
+def test_http_api_fuzz(network):
+    """A bounded loop of mutated requests on 127.0.0.1: every answer is 200 or a 4xx with a JSON error, never a
+    500 or a dropped connection, and the server still answers afterwards."""
+    _, G = network
+    rng = np.random.default_rng(0)
+    server = Server(explore.LocalBackend(G))
+    good = json.dumps({'signature_name': 'mapping', 'inputs': {'z': seed_z(2, G.z_dim).tolist(),
+                                                               'truncation_psi': 0.5}}).encode()
+    tokens = [b'[', b']', b'{', b'}', b'"', b',', b':', b'1e999', b'-0', b'true', b'null', b'NaN', b'"z"',
+              b'"inputs"', b'9' * 400, b'\x00', b'\xff', b'[' * 5000]
+    statuses = {}
+    try:
+        for i in range(300):
+            body = bytearray(good)
+            for _ in range(int(rng.integers(1, 6))):
+                kind, pos = int(rng.integers(4)), int(rng.integers(len(body) + 1))
+                if kind == 0:
+                    body[pos:pos] = tokens[int(rng.integers(len(tokens)))]
+                elif kind == 1:
+                    del body[pos:pos + int(rng.integers(1, 40))]
+                elif kind == 2 and body:
+                    body[min(pos, len(body) - 1)] = int(rng.integers(256))
+                else:
+                    body = body[:pos]
+            path = ['v1/models/generator:predict', 'v1/models/generator/metadata', 'latent?seed=1&dim=4',
+                    'latent?seed=' + '%ff' * 3, 'v1/models/x:predict'][i % 5]
+            status, answer = raw_request(server.url, method='GET' if 'latent' in path or 'metadata' in path else 'POST',
+                                         path=path, body=bytes(body))
+            statuses[status] = statuses.get(status, 0) + 1
+            assert status in (200, 400, 404, 413), (status, bytes(body)[:200])
+            assert status == 200 or (answer and answer.get('error')), (status, answer)
+        assert raw_request(server.url, body=good)[0] == 200
+        assert statuses.get(400, 0) > 50 and statuses.get(200, 0) > 50, statuses
+    finally:
+        server.close()
