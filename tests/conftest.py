@@ -21,7 +21,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')       # For the subprocesses the tests start.
+# For the subprocesses the tests start. PYTHONSAFEPATH: `python -m` / `-c` do not put the working directory (this
+# checkout) first on sys.path, so they import afgan_tf as installed (a wheel or the editable install), as the
+# tests themselves do (below).
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', PYTHONSAFEPATH='1')
+ROOT = str(pathlib.Path(__file__).resolve().parents[1])
+# `python -m pytest` puts the checkout first on sys.path, where afgan_tf/ lacks afgan_tf.training & co. (setup.py
+# maps them from training/, metrics/, ...): import the package as installed instead.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or '.') != ROOT]
 TOL = 1e-4     # Parity with the reference outputs in float32 (../shared/README: 1e-4 absolute).
 
 # The trimmed copy of NVIDIA's reference data that travels with the tests (regenerate it with

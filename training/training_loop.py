@@ -82,13 +82,29 @@ class RunDir:
 
     # Files.
     def read_options(self):
-        return json.loads(self.options_file.read_text())
+        """The run's options, checked (``check_options``); ValueError names what is malformed."""
+        try:
+            options = json.loads(self.options_file.read_text())
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise ValueError(f'{self.options_file} cannot be read: {type(e).__name__}: {str(e)[:200]}') from None
+        return check_options(options, self.options_file)
 
     def write_options(self, options):
         self._write_atomic(self.options_file, json.dumps(options, indent=2))
 
     def read_state(self):
-        return json.loads(self.state_file.read_text()) if self.state_file.is_file() else {}
+        """state.json ({} before the first checkpoint); ValueError if malformed."""
+        if not self.state_file.is_file():
+            return {}
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise ValueError(f'{self.state_file} cannot be read: {type(e).__name__}: {str(e)[:200]}') from None
+        seconds = state.get('train_seconds', 0.0) if isinstance(state, dict) else None
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds < float('inf'):
+            raise ValueError(f'{self.state_file} must be an object with a finite train_seconds >= 0, got '
+                             f'{str(state)[:100]}')
+        return state
 
     def write_state(self, state):
         self._write_atomic(self.state_file, json.dumps(state))
@@ -150,6 +166,44 @@ class RunDir:
 
 # ------------------------------------------------------------------------------------------------
 # Options.
+
+def check_options(options, where='training options'):
+    """``options`` (a run's training_options.json) if well-formed; ValueError naming the first bad entry.
+    Checks what a continuation relies on: the types and ranges of the counts, sizes and schedules."""
+    import math
+    if not isinstance(options, dict):
+        raise ValueError(f'{where} must hold a JSON object, got {type(options).__name__}')
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    integer = lambda v: isinstance(v, int) and not isinstance(v, bool)
+    checks = {
+        'cfg': (lambda v: isinstance(v, str), 'an architecture name'),
+        'data': (lambda v: isinstance(v, str) and v != '', 'the dataset path'),
+        'batch_size': (lambda v: integer(v) and 1 <= v <= 1 << 20, 'an integer >= 1'),
+        'replicas': (lambda v: integer(v) and 1 <= v <= 4096, 'an integer >= 1'),
+        'seed': (lambda v: integer(v) and 0 <= v < 2 ** 32, 'an integer in [0, 2^32)'),
+        'G_kwargs': (lambda v: isinstance(v, dict), 'an object'),
+        'D_kwargs': (lambda v: isinstance(v, dict), 'an object'),
+        'loss_kwargs': (lambda v: isinstance(v, dict), 'an object'),
+        'G_lr': (lambda v: number(v) and v > 0, 'a number > 0'),
+        'D_lr': (lambda v: number(v) and v > 0, 'a number > 0'),
+        'total_kimg': (lambda v: number(v) and v >= 0, 'a finite number >= 0'),
+        'tick_kimg': (lambda v: number(v) and v > 0, 'a finite number > 0'),
+        'snap': (lambda v: integer(v) and v >= 1, 'an integer >= 1'),
+    }
+    for key, (ok, what) in checks.items():
+        if key not in options:
+            raise ValueError(f'{where} has no {key!r}')
+        if not ok(options[key]):
+            raise ValueError(f'{where}: {key} must be {what}, got {str(options[key])[:60]}')
+    if options['batch_size'] % options['replicas']:
+        raise ValueError(f'{where}: batch_size {options["batch_size"]} is not a multiple of replicas '
+                         f'{options["replicas"]}')
+    for key in ('minutes', 'log_every'):
+        value = options.get(key)
+        if value is not None and not (number(value) and value > 0):
+            raise ValueError(f'{where}: {key} must be a number > 0 or null, got {str(value)[:60]}')
+    return options
+
 
 def _freeze_layers(num_blocks):
     """NVIDIA's freeze_layers for the first ``num_blocks`` D blocks (fromrgb, conv0, conv1, skip, then 3)."""

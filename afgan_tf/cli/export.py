@@ -45,15 +45,35 @@ def main(argv):
     if os.path.exists(target) and not os.path.isdir(target):
         raise common.UsageError(f'{target} is a file, not a model version directory')
     common.refuse_existing(target, FLAGS.force)
+    _check_writable(FLAGS.outdir)
     G = common.load_generator(FLAGS.network, FLAGS.which)
     path = export_generator(G, FLAGS.outdir, FLAGS.version, force=FLAGS.force)
     print(f'exported {G.architecture} {G.img_resolution}x{G.img_resolution} generator -> {path}')
 
 
+MAX_BATCH = 4096        # A fixed batch beyond this is no mobile or ONNX model anyone runs.
+
+
+def _check_writable(outdir):
+    """UsageError now, before a conversion that takes minutes, if ``outdir`` cannot be created or written."""
+    import tempfile
+    probe_dir = os.path.abspath(outdir)
+    while not os.path.exists(probe_dir) and os.path.dirname(probe_dir) != probe_dir:
+        probe_dir = os.path.dirname(probe_dir)
+    if not os.path.isdir(probe_dir):
+        raise common.UsageError(f'--outdir {outdir}: {probe_dir} is not a directory')
+    try:
+        fd, name = tempfile.mkstemp(dir=probe_dir, prefix='.afgan-export-probe')
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise common.UsageError(f'--outdir {outdir}: cannot write in {probe_dir} ({e.strerror})') from None
+
+
 def portable(fmt):
     from afgan_tf.export import portable as portable_export
-    if FLAGS.batch is not None and FLAGS.batch < 1:
-        raise common.UsageError(f'--batch must be a positive integer, got {FLAGS.batch}')
+    if FLAGS.batch is not None and not 1 <= FLAGS.batch <= MAX_BATCH:
+        raise common.UsageError(f'--batch must be an integer in [1, {MAX_BATCH}], got {FLAGS.batch}')
     if FLAGS.float16 and fmt != 'tflite':
         raise common.UsageError('--float16 applies to --format tflite only')
     if os.path.exists(FLAGS.outdir) and not os.path.isdir(FLAGS.outdir):
@@ -61,6 +81,7 @@ def portable(fmt):
     name = 'generator.onnx' if fmt == 'onnx' else f'generator{"-fp16" if FLAGS.float16 else ""}.tflite'
     target = os.path.join(FLAGS.outdir, name)
     common.refuse_existing(target, FLAGS.force)
+    _check_writable(FLAGS.outdir)
     G = common.load_generator(FLAGS.network, FLAGS.which)
     if fmt == 'onnx':
         try:

@@ -97,12 +97,18 @@ def _setup_devices(replicas):
 def _resume_options(run):
     """The stored options of --resume, with the flags a continuation may change."""
     from afgan_tf.training import dataset
+    from afgan_tf.training.training_loop import check_options
     if not run.options_file.is_file():
         raise common.UsageError(f'--resume {run.path} is not a run directory (no training_options.json)')
-    options = run.read_options()
-    for name in ('kimg', 'minutes', 'log-every'):
-        if FLAGS[name].present:
-            options[{'kimg': 'total_kimg', 'log-every': 'log_every'}.get(name, name)] = FLAGS[name].value
+    try:
+        options = run.read_options()
+        run.read_state()
+        for name in ('kimg', 'minutes', 'log-every'):
+            if FLAGS[name].present:
+                options[{'kimg': 'total_kimg', 'log-every': 'log_every'}.get(name, name)] = FLAGS[name].value
+        check_options(options, f'--resume {run.path}')
+    except ValueError as e:
+        raise common.UsageError(str(e)) from None
     given = FLAGS.data
     if given and pathlib.Path(given).resolve() != pathlib.Path(options['data']):
         try:
@@ -117,6 +123,16 @@ def _resume_options(run):
         options['data'] = str(pathlib.Path(given).resolve())
     elif not pathlib.Path(options['data']).exists():
         raise common.UsageError(f'the run\'s dataset {options["data"]} is gone; give its new place with --data')
+    else:                                   # The same path: its content must still be the run's.
+        try:
+            found = dataset.fingerprint(options['data'])
+        except (OSError, ValueError) as e:
+            raise common.UsageError(f'the run\'s dataset {options["data"]}: {e}') from None
+        stored = options.get('data_fingerprint')
+        if stored is not None and found != stored:
+            raise common.UsageError(f'the run\'s dataset {options["data"]} was replaced: its content differs from '
+                                    f'what the run trained on (fingerprint {found[:12]} vs {stored[:12]}); restore it '
+                                    'or start a new run')
     return options
 
 

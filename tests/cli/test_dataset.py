@@ -75,3 +75,42 @@ def test_dataset_cli_fashion_mnist(tmp_path):
     assert images.shape == (20, 32, 32, 1) and labels is not None and labels.max() <= 9
     again = tool('dataset', '--source=fashion-mnist', f'--dest={dest}')
     assert again.returncode != 0 and 'exists' in again.stderr
+
+
+def test_sigterm_leaves_no_temporary_file(tmp_path):
+    """A killed afgan-dataset (SIGTERM, as a job scheduler sends) removes its .NAME.zip.tmp."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import ENV
+    src = tmp_path / 'src'
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(400):
+        Image.fromarray(rng.integers(0, 255, [256, 256, 3], dtype=np.uint8)).save(src / f'{i:04d}.png')
+    dest = tmp_path / 'out.zip'
+    proc = subprocess.Popen([sys.executable, '-m', 'afgan_tf.cli.dataset', f'--source={src}', f'--dest={dest}',
+                             '--resolution=128'], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tmp = tmp_path / '.out.zip.tmp'
+    deadline = time.time() + 120
+    while not tmp.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert tmp.exists(), proc.communicate()[1][-2000:]          # It is writing ...
+    proc.send_signal(signal.SIGTERM)                            # ... and is told to stop.
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and 'interrupted' in err, err[-2000:]
+    assert not tmp.exists() and not dest.exists()
+
+
+def test_write_atomically_leaves_nothing_when_the_rename_fails(tmp_path, monkeypatch):
+    import os
+    from afgan_tf import cache
+    target = tmp_path / 'model.tflite'
+
+    def failing(src, dst):
+        raise OSError('rename failed')
+    monkeypatch.setattr(os, 'replace', failing)
+    with pytest.raises(OSError, match='rename failed'):
+        cache.write_atomically(target, b'x' * 1000)
+    assert list(tmp_path.iterdir()) == []

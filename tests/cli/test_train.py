@@ -355,3 +355,40 @@ def test_a_tfrecord_dataset_trains(tmp_path):
     assert '12 images 16x16x1' in trained.stdout
     run_dir = next((tmp_path / 'runs').iterdir())
     assert json.loads((run_dir / 'state.json').read_text())['step'] == 2
+
+
+def test_resume_refuses_malformed_run_files_and_a_replaced_dataset(tmp_path):
+    from afgan_tf.training.training_loop import RunDir, check_options
+    data = tiny_data(tmp_path / 'a')
+    first = train_cli(*TINY, f'--data={data}', f'--outdir={tmp_path / "runs"}', '--kimg=0.008')
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_dir = next((tmp_path / 'runs').iterdir())
+    options = json.loads((run_dir / 'training_options.json').read_text())
+    for change, message in (({'batch_size': 0}, 'batch_size must be an integer >= 1'),
+                            ({'batch_size': -8}, 'batch_size must be'), ({'total_kimg': float('inf')}, 'total_kimg'),
+                            ({'total_kimg': float('nan')}, 'total_kimg'), ({'tick_kimg': 0}, 'tick_kimg'),
+                            ({'snap': 0}, 'snap must be'), ({'data': None}, 'data must be'),
+                            ({'G_kwargs': [1]}, 'G_kwargs must be an object')):
+        with pytest.raises(ValueError, match=message):
+            check_options({**options, **change})
+    with pytest.raises(ValueError, match="has no 'data'"):
+        check_options({k: v for k, v in options.items() if k != 'data'})
+    with pytest.raises(ValueError, match='must hold a JSON object, got list'):
+        check_options([options])
+    good = (run_dir / 'training_options.json').read_text()
+    (run_dir / 'training_options.json').write_text('[1, 2]')
+    r = train_cli(f'--resume={run_dir}')
+    assert r.returncode == 2 and 'must hold a JSON object' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    (run_dir / 'training_options.json').write_text(json.dumps({**options, 'data': '/etc'}))
+    r = train_cli(f'--resume={run_dir}')
+    assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    (run_dir / 'training_options.json').write_text(good)
+    state = (run_dir / 'state.json').read_text()
+    (run_dir / 'state.json').write_text('{"train_seconds": "soon"}')
+    with pytest.raises(ValueError, match='finite train_seconds'):
+        RunDir(run_dir).read_state()
+    (run_dir / 'state.json').write_text(state)
+    import shutil
+    shutil.copyfile(tiny_data(tmp_path / 'b', seed=3), data)          # Another dataset at the same path.
+    r = train_cli(f'--resume={run_dir}', '--kimg=0.016')
+    assert r.returncode == 2 and 'was replaced' in r.stderr, r.stderr[-2000:]
