@@ -174,9 +174,8 @@ class Lpips:
         vgg16_path = vgg16_path or os.environ.get('AFGAN_TF_VGG16')
         if not vgg16_path:
             raise FileNotFoundError(f'VGG16 weights are needed for LPIPS (perceptual path length): {VGG16_HINT}')
-        if not os.path.isfile(vgg16_path):
-            raise FileNotFoundError(f'VGG16 weights file not found: {vgg16_path!r}; {VGG16_HINT}')
-        convs, lin, self.preprocessing = load_vgg16(vgg16_path)
+        from afgan_tf.metrics.vgg16 import check_weights_file
+        convs, lin, self.preprocessing = load_vgg16(check_weights_file(vgg16_path, VGG16_HINT))
         if lin is None or lpips_path or os.environ.get('AFGAN_TF_LPIPS'):
             lpips_path = lpips_weights_path(lpips_path, log=log)
             lin = load_lpips_weights(lpips_path)

@@ -26,8 +26,16 @@ def vgg16_weights_path(path=None):
     path = path or os.environ.get('AFGAN_TF_VGG16')
     if not path:
         raise FileNotFoundError(f'VGG16 weights are needed (precision/recall, projector perceptual loss): {WEIGHTS_HINT}')
+    return check_weights_file(path, WEIGHTS_HINT)
+
+
+def check_weights_file(path, hint):
+    """``path`` if it is a regular file; FileNotFoundError saying what it is instead (missing, a FIFO, ...) and
+    ``hint``, how to supply one."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f'VGG16 weights file not found: {path!r}; {hint}')
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'VGG16 weights file not found: {path!r}; {WEIGHTS_HINT}')
+        raise FileNotFoundError(f'VGG16 weights {path!r} is not a regular file; {hint}')
     return path
 
 
