@@ -1,1 +1,12 @@
-"""Console scripts (absl flags); each module has a ``run()`` entry point."""
+"""Console scripts (absl flags); each module has a ``run()`` entry point.
+
+TensorFlow's C++ start-up prints to stderr before its logging is configured (a CUDA driver search, a
+failed ``cuInit`` on a CPU machine, CPU feature notes): alarming and useless there. Unless the user set
+``TF_CPP_MIN_LOG_LEVEL`` (then every line stays), the scripts set it to 2 and start TensorFlow with those
+known lines filtered out of stderr (``common.start_tensorflow``); anything else it prints is kept.
+"""
+
+import os
+
+USER_LOG_LEVEL = os.environ.get('TF_CPP_MIN_LOG_LEVEL')       # None: the scripts quiet TensorFlow's start.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')

@@ -143,6 +143,45 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt(f'signal {signum}')
 
 
+# TensorFlow's start-up lines that mean nothing on a CPU machine (printed before its logging is set up).
+BENIGN_START_LINES = (
+    r'^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$',
+    r'cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine',
+    r'cuda_platform\.cc:\d+\] failed call to cuInit',
+    r'cuda_(dnn|fft|blas)\.cc:\d+\] Unable to register cu',
+    r'computation_placer\.cc:\d+\] computation placer already registered',
+    r'cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized',
+    r'^To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.$',
+)
+
+
+def start_tensorflow():
+    """Imports TensorFlow and lists its devices with the benign start-up lines filtered out of stderr (fd 2);
+    every other line is written back. Does nothing special if the user set TF_CPP_MIN_LOG_LEVEL."""
+    import os
+    import tempfile
+    from afgan_tf import cli
+    if cli.USER_LOG_LEVEL is not None or 'tensorflow' in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+            tf.config.list_physical_devices()           # Where a CPU machine's cuInit fails.
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        text = captured.read().decode(errors='replace')
+    kept = [line for line in text.splitlines() if not any(re.search(p, line) for p in BENIGN_START_LINES)]
+    if kept:
+        sys.stderr.write('\n'.join(kept) + '\n')
+        sys.stderr.flush()
+
+
 def run_main(main):
     """absl main wrapper: quiet logging; UsageError -> 'error: ...' and exit 2; SIGTERM cleans up as Ctrl-C does."""
     def wrapped(argv):
@@ -150,6 +189,7 @@ def run_main(main):
         from absl import flags, logging
         logging.set_verbosity(logging.WARNING)
         signal.signal(signal.SIGTERM, _terminate)
+        start_tensorflow()
         for name in flags.FLAGS:            # NaN / inf never mean anything in a float flag.
             value = flags.FLAGS[name].value
             if isinstance(value, float) and not math.isfinite(value):

@@ -15,8 +15,6 @@ without --resolution are refused. Bad input gives `error: ...` and exit 2.
 import json
 import os
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 
 from afgan_tf.cli import common

@@ -12,8 +12,6 @@ as afgan-export writes), with --serving-url it forwards the page's requests to t
 
 import os
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 
 from afgan_tf.cli import common

@@ -12,8 +12,6 @@ z [N, z_dim], truncation_psi [] (and c) -> images uint8 [N, H, W, C]; --batch fi
 
 import os
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 
 from afgan_tf.cli import common

@@ -10,8 +10,6 @@ with --z-file, exact float outputs in [-1, 1] as .npy (NCHW like the reference b
 
 import os
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 import numpy as np
 

@@ -9,8 +9,6 @@ which every afgan_tf tool accepts as --network.
 
 import os
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 
 from afgan_tf.cli import common

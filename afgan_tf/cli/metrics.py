@@ -11,8 +11,6 @@ Names: fidNk[_full], kidNk[_full], prNk3[_full], eqtNk_int, eqtNk_frac, eqrNk.
 import os
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 
 from afgan_tf.cli import common

@@ -11,8 +11,6 @@ prints a JSON line with the final distance, PSNR, seconds and the distance used.
 import json
 import os
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 import numpy as np
 

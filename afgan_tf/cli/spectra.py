@@ -13,8 +13,6 @@ import json
 import os
 import pathlib
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 import numpy as np
 

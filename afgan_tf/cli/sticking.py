@@ -11,8 +11,6 @@ high-frequency energy ratio of the average (1 = as sharp as one image, 0 = fully
 import json
 import os
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 import numpy as np
 

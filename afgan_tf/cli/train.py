@@ -27,8 +27,6 @@ The work itself is afgan_tf.training.train(options, run_dir).
 import os
 import pathlib
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 
 from afgan_tf.cli import common

@@ -15,8 +15,6 @@ are written with Pillow.
 import os
 import pathlib
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 import numpy as np
 
