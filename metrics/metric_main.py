@@ -135,6 +135,7 @@ class MetricContext:
         self.inception_path, self.vgg16_path, self.cache, self.seed = inception_path, vgg16_path, cache, seed
         self.lpips_path = lpips_path
         self.log, self.progress = log, progress
+        self._metric = None             # The metric being computed (names its progress stages).
         self._detectors = {}
         self._reader = self._data_hash = None
         # NVIDIA's metrics call G(z, c) with its default noise_mode, 'random' (StyleGAN2's per-pixel noise).
@@ -218,7 +219,32 @@ class MetricContext:
 
     def _report(self, what, done, total):
         if self.progress:
+            if self._metric and not what.startswith(self._metric):
+                what = f'{self._metric}: {what}'
             self.progress(what, done, total)
+
+
+class LineProgress:
+    """``progress(what, done, total)`` as one log line every ``every`` seconds and at the end of each stage:
+    images done, images/s and the time left (a training run's metrics; the CLI draws bars instead)."""
+
+    def __init__(self, log=print, every=10.0, prefix=''):
+        self.log, self.every, self.prefix = log, float(every), prefix
+        self._stage = self._start = self._last = None
+
+    def __call__(self, what, done, total):
+        now = time.time()
+        if what != self._stage:
+            self._stage, self._start, self._last = what, now, now
+        finished = done >= total
+        if not finished and now - self._last < self.every:
+            return
+        self._last = now
+        elapsed = max(now - self._start, 1e-9)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate > 0 else float('inf')
+        self.log(f'{self.prefix}{what}: {done}/{total} images, {rate:.1f} images/s, '
+                 + (f'done in {elapsed:.0f} s' if finished else f'eta {eta:.0f} s'))
 
 
 def _inception_metric(spec, ctx, num):
@@ -283,7 +309,11 @@ def compute(spec, ctx):
         raise MetricInputError(unmet[0])
     num = int(ctx.num_gen or spec.num_gen)
     start = time.time()
-    results = spec.record.compute(spec, ctx, num)
+    ctx._metric = spec.name
+    try:
+        results = spec.record.compute(spec, ctx, num)
+    finally:
+        ctx._metric = None
     return {'metric': spec.name, 'results': results, 'value': next(iter(results.values())),
             'seconds': round(time.time() - start, 3), 'num_samples': num}
 

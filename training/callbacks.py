@@ -172,7 +172,9 @@ class Metrics(keras.callbacks.Callback):
         super().__init__()
         from afgan_tf.metrics import metric_main
         self.gan, self.specs, self.run, self.clock = gan, specs, run, clock
-        self.ctx = metric_main.MetricContext(gan.G_ema, data, num_gen=num_gen, log=lambda m: print(m, flush=True))
+        log = lambda m: print(m, flush=True)
+        self.ctx = metric_main.MetricContext(gan.G_ema, data, num_gen=num_gen, log=log,
+                                             progress=metric_main.LineProgress(log))
         self.writer = tf.summary.create_file_writer(str(run.log_dir))
         self.last_step = None
 

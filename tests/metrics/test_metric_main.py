@@ -152,3 +152,19 @@ def test_tfrecord_statistics_equal_those_of_its_zip(fid_inception, tmp_path):
         stats.append(ctx.real_stats('inception', None, False).mean_cov())
     (mu_a, sigma_a), (mu_b, sigma_b) = stats
     assert np.max(np.abs(mu_a - mu_b)) <= 1e-6 and np.max(np.abs(sigma_a - sigma_b)) <= 1e-6
+
+
+def test_line_progress_reports_images_rate_and_eta(monkeypatch):
+    """A training run's metrics print a progress line (images done, images/s, ETA) every few seconds."""
+    clock = [100.0]
+    monkeypatch.setattr(metric_main.time, 'time', lambda: clock[0])
+    lines = []
+    progress = metric_main.LineProgress(lines.append, every=10)
+    progress('fid1k: generated inception features', 0, 1000)
+    for done in (100, 200, 300):
+        clock[0] += 4
+        progress('fid1k: generated inception features', done, 1000)
+    assert len(lines) == 1 and lines[0] == 'fid1k: generated inception features: 300/1000 images, 25.0 images/s, eta 28 s'
+    clock[0] += 1
+    progress('fid1k: generated inception features', 1000, 1000)
+    assert lines[-1].endswith('1000/1000 images, 76.9 images/s, done in 13 s')
