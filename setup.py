@@ -52,5 +52,6 @@ setup(
         'afgan-metrics=afgan_tf.cli.metrics:run',
         'afgan-project=afgan_tf.cli.project:run',
         'afgan-explore=afgan_tf.cli.explore:run',
+        'afgan-directions=afgan_tf.cli.directions:run',
     ]},
 )

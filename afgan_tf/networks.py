@@ -18,6 +18,8 @@ The interface a synthesis network provides (``stylegan3.SynthesisNetwork``,
   matter only where ``has_noise``. ``update_emas`` updates moving averages (training).
   ``impl`` 'auto' / 'ref' / 'custom' chooses the filtered_lrelu implementation;
 * ``reference_variables()`` through ``layers.reference_variables``: NVIDIA's state-dict names;
+* ``style_layers()``: ``[(NVIDIA's layer name, ws index, affine layer)]`` of the layers a w modulates
+  (latent directions, ``afgan_tf.directions``);
 * ``get_config()`` (Keras).
 """
 

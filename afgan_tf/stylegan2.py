@@ -220,6 +220,18 @@ class SynthesisNetwork(RefLayer):
             w_idx += block.num_conv
         return img
 
+    def style_layers(self):
+        """[(NVIDIA's name, ws index, affine FullyConnected)] of every modulated layer, in ws order."""
+        out, w_idx = [], 0
+        for res in self.block_resolutions:
+            block = getattr(self, f'b{res}')
+            convs = (['conv0'] if block.in_channels else []) + ['conv1']
+            for k, name in enumerate(convs):
+                out.append((f'synthesis.b{res}.{name}', w_idx + k, getattr(block, name).affine))
+            out.append((f'synthesis.b{res}.torgb', w_idx + block.num_conv, block.torgb.affine))
+            w_idx += block.num_conv
+        return out
+
     def set_precision(self, dtype='float32'):
         """Runs the blocks NVIDIA runs in float16 (the top num_fp16_res resolutions, >= 8) in ``dtype``."""
         check_precision(dtype)

@@ -200,6 +200,11 @@ class SynthesisNetwork(RefLayer):
             x = x * self.output_scale
         return (x, activations) if return_activations else x
 
+    def style_layers(self):
+        """[(NVIDIA's name, ws index, affine FullyConnected)] of every layer modulated by a w (the input's
+        affine sets its transform, not a style: left out)."""
+        return [(f'synthesis.{name}', idx + 1, getattr(self, name).affine) for idx, name in enumerate(self.layer_names)]
+
     def set_precision(self, dtype='float32'):
         """Runs the layers NVIDIA runs in float16 (output sampling rate * 2^num_fp16_res > resolution) in
         ``dtype`` ('float16' / 'bfloat16'), the others in float32; 'float32': all of them."""

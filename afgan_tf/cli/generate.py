@@ -29,6 +29,8 @@ flags.DEFINE_string('z-file', None, '.npy of latents [N, z_dim] (instead of --se
 flags.DEFINE_string('w-file', None, '.npz with w [N, num_ws, w_dim] (afgan-project output; instead of --seeds).')
 flags.DEFINE_string('out', None, 'With --z-file: .npy file of float images.')
 flags.DEFINE_enum('layout', 'nchw', ['nchw', 'nhwc'], 'Layout of --out.')
+flags.DEFINE_string('direction', None, 'A latent direction FILE.npz:K of afgan-directions, applied in W at its layers.')
+flags.DEFINE_float('strength', 0.0, 'How far along --direction to move (in units of the unit direction).')
 flags.DEFINE_integer('batch', 8, 'Batch size.')
 
 
@@ -53,8 +55,32 @@ def _transform(G):
     return make_transform(translate, FLAGS.rotate)
 
 
+def _direction(G):
+    """(direction [w_dim], ws indices) of --direction FILE:K, or None."""
+    from afgan_tf import directions
+    if FLAGS.direction is None:
+        if FLAGS.strength:
+            raise common.UsageError('--strength needs --direction FILE.npz:K')
+        return None
+    path, sep, index = FLAGS.direction.rpartition(':')
+    if not sep or not index.isdigit():
+        raise common.UsageError(f'--direction must be FILE.npz:K (K the direction number), got {FLAGS.direction!r}')
+    try:
+        dirs = directions.load(path, G)
+    except ValueError as e:
+        raise common.UsageError(f'--direction: {e}') from None
+    if int(index) >= len(dirs['directions']):
+        raise common.UsageError(f'--direction {FLAGS.direction}: the file has {len(dirs["directions"])} directions')
+    return dirs['directions'][int(index)], dirs['layers']
+
+
 def synthesize(G, ws):
-    """Images of ws ([N, num_ws, w_dim]) with --translate / --rotate and --noise-mode, in batches."""
+    """Images of ws ([N, num_ws, w_dim]) with --direction / --strength, --translate / --rotate and --noise-mode,
+    in batches."""
+    from afgan_tf import directions
+    direction = _direction(G)
+    if direction is not None:
+        ws = directions.apply(ws, direction[0], direction[1], FLAGS.strength)
     transform = _transform(G)
     out = [G.synthesis(ws[i:i + FLAGS.batch], transform=transform, noise_mode=FLAGS['noise-mode'].value).numpy()
            for i in range(0, len(ws), FLAGS.batch)]
