@@ -74,6 +74,8 @@ class GAN(keras.Model):
                  ada_target=None,           # ADA target of E[sign(D(real))], None = fixed p.
                  ada_interval=4,            # Steps between p adjustments.
                  ada_kimg=500,              # kimg for p to move by 1.
+                 batch_gpu=None,            # Images per round of a phase (gradients accumulated over the rounds
+                                            # of the per-replica batch, NVIDIA's --batch-gpu); None = one round.
                  seed=0,                    # Seed of the GAN's random generator (latents, noise, augmentation).
                  label_pool=None,           # Class index of every training image (conditional G): the
                                             # generator's labels are drawn from these, as the reference does.
@@ -81,6 +83,9 @@ class GAN(keras.Model):
         super().__init__(**kwargs)
         self.G, self.D, self.G_ema = G, D, G_ema
         self.batch_size = int(batch_size)
+        self.batch_gpu = None if batch_gpu is None else int(batch_gpu)
+        if self.batch_gpu is not None and self.batch_gpu < 1:
+            raise ValueError(f'batch_gpu must be an integer >= 1 or None, got {batch_gpu!r}')
         self.r1_gamma, self.r1_interval = float(r1_gamma), r1_interval
         self.ema_kimg = batch_size * 10 / 32 if ema_kimg is None else float(ema_kimg)
         self.ema_rampup = ema_rampup
@@ -150,13 +155,14 @@ class GAN(keras.Model):
         """Labels of generated images (None if unconditional)."""
         if self.label_pool is None:
             return None
-        return self.source.labels(phase, batch, self.label_pool, self.G.c_dim)
+        return self.source.labels(phase, batch, self.label_pool, self.G.c_dim, offset=self._offset)
 
     def _mapping(self, phase, z, c, update_emas=False):
         ws = self.G.mapping(z, c, update_emas=update_emas)
         if self.style_mixing_prob > 0:
             num_ws = self.G.num_ws
-            cutoff, mix_z = self.source.mixing(phase, tf.shape(z)[0], self.G.z_dim, num_ws, self.style_mixing_prob)
+            cutoff, mix_z = self.source.mixing(phase, tf.shape(z)[0], self.G.z_dim, num_ws, self.style_mixing_prob,
+                                               offset=self._offset)
             mix = (tf.range(num_ws, dtype=tf.int64) >= cutoff)[tf.newaxis, :, tf.newaxis]
             ws = tf.where(mix, self.G.mapping(mix_z, c), ws)
         return ws
@@ -168,7 +174,7 @@ class GAN(keras.Model):
     def _generate(self, phase, batch, update_emas=False):
         """(images, labels) of ``batch`` generated images, as NVIDIA's run_G."""
         c = self._fake_labels(phase, batch)
-        z = self.source.latents(phase, batch, self.G.z_dim)
+        z = self.source.latents(phase, batch, self.G.z_dim, offset=self._offset)
         return self._synthesis(phase, self._mapping(phase, z, c, update_emas), update_emas), c
 
     def blur_sigma(self):
@@ -201,6 +207,16 @@ class GAN(keras.Model):
         """The phases that run at ``step`` (a Python int), in order."""
         return tuple(p for p in self.phases if self.phase_active(p) and step % p.interval == 0)
 
+    def _rounds(self, real, c):
+        """The per-replica batch in rounds of ``batch_gpu`` images (NVIDIA's ``split(batch_gpu)``)."""
+        n = real.shape[0]
+        if self.batch_gpu is None or n is None or self.batch_gpu >= n:
+            return [(real, c)]
+        if n % self.batch_gpu:
+            raise ValueError(f'batch_gpu ({self.batch_gpu}) must divide the batch per replica ({n})')
+        k = self.batch_gpu
+        return [(real[i:i + k], None if c is None else c[i:i + k]) for i in range(0, n, k)]
+
     def phase_gradients(self, phase, real, c=None):
         """Computes one phase: (gradients, reports).
 
@@ -209,7 +225,27 @@ class GAN(keras.Model):
         as NVIDIA's ``nan_to_num`` (not under loss scaling, where an overflow must be seen to skip the
         step). ``reports`` holds NVIDIA's per-sample ``training_stats`` values of the phase
         (``{'Loss/G/loss': [batch], ...}``). Moving averages change where NVIDIA's do (the Dmain fakes).
+        With ``batch_gpu``, the batch goes through in rounds of that many images, one after another, and
+        their gradients add up (each round's loss a mean over its images, as NVIDIA's loop accumulates them).
         """
+        total, reports, previous = None, {}, []
+        for k, (r_real, r_c) in enumerate(self._rounds(real, c)):
+            self._offset = k * (self.batch_gpu or 0)         # The round's rows of the phase's draws.
+            with tf.control_dependencies(previous):          # One round at a time: memory of one round.
+                grads, round_reports = self._round_gradients(phase, r_real, r_c)
+            self._offset = 0
+            total = grads if total is None else [a if b is None else b if a is None else a + b
+                                                 for a, b in zip(total, grads)]
+            for key, value in round_reports.items():
+                reports.setdefault(key, []).append(value)
+            previous = [g for g in grads if g is not None]
+        optimizer = self.g_optimizer if phase.module == 'G' else self.d_optimizer
+        scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        reports = {k: v[0] if len(v) == 1 else tf.concat(v, 0) for k, v in reports.items()}
+        return [g if g is None or scaled else nan_to_num(g) for g in total], reports
+
+    def _round_gradients(self, phase, real, c):
+        """The gradients (not yet nan_to_num'ed) and reports of one round of a phase."""
         name, gain = phase.name, float(phase.interval)
         batch = tf.shape(real)[0]
         reports = {}
@@ -228,7 +264,7 @@ class GAN(keras.Model):
                 if name in ('Greg', 'Gboth') and self.pl_weight > 0:
                     pl_batch = tf.maximum(batch // self.pl_batch_shrink, 1)
                     c = self._fake_labels(name, pl_batch)
-                    ws = self._mapping(name, self.source.latents(name, pl_batch, self.G.z_dim), c)
+                    ws = self._mapping(name, self.source.latents(name, pl_batch, self.G.z_dim, offset=self._offset), c)
                     # Second-order gradients: the reference path (the fused op has first-order gradients only).
                     pl_penalty = losses.path_length_penalty(
                         lambda w: self._synthesis(name, w, impl='ref'), ws, self.pl_mean, self.pl_decay,
@@ -266,7 +302,7 @@ class GAN(keras.Model):
         scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         grads = tape.gradient(loss, variables,
                               output_gradients=optimizer.scale_loss(tf.ones_like(loss)) if scaled else None)
-        return [g if g is None or scaled else nan_to_num(g) for g in grads], reports
+        return grads, reports
 
     def apply_phase_gradients(self, phase, grads):
         """One optimizer step of the phase's module. Variables whose gradient is None are left out of the
@@ -310,6 +346,7 @@ class GAN(keras.Model):
     # inside tf.cond under tf.distribute, so the choice is made in Python: fit() gets one traced step
     # function per distinct set of phases and a dispatcher that picks one per step.
     _trace_variant = None
+    _offset = 0                 # First row of the current round within a phase's draws (set by phase_gradients).
 
     def _phases_this_step(self):
         if self._trace_variant is not None:          # Set while fit() traces / runs a variant.

@@ -22,22 +22,23 @@ class RandomSource:
     def __init__(self, rng):
         self.rng = rng
 
-    def latents(self, phase, batch, z_dim):
-        """z of the phase, [batch, z_dim] ~ N(0, 1)."""
-        del phase
+    def latents(self, phase, batch, z_dim, offset=0):
+        """z of the phase, [batch, z_dim] ~ N(0, 1); ``offset``: the first row of this round within the phase's
+        latents (rounds of --batch-gpu)."""
+        del phase, offset
         return self.rng.normal([batch, z_dim])
 
-    def labels(self, phase, batch, label_pool, c_dim):
+    def labels(self, phase, batch, label_pool, c_dim, offset=0):
         """One-hot labels [batch, c_dim] of generated images: those of random training images
         (``label_pool``: the class index of every image), as NVIDIA's loop draws them."""
-        del phase
+        del phase, offset
         index = self.rng.uniform([batch], 0, tf.size(label_pool, out_type=tf.int64), dtype=tf.int64)
         return tf.one_hot(tf.gather(label_pool, index), c_dim)
 
-    def mixing(self, phase, batch, z_dim, num_ws, prob):
+    def mixing(self, phase, batch, z_dim, num_ws, prob, offset=0):
         """(cutoff, mix_z) of a style-mixing generator call: cutoff uniform in [1, num_ws) with
         probability ``prob``, else ``num_ws`` (no mixing); mix_z [batch, z_dim] ~ N(0, 1)."""
-        del phase
+        del phase, offset
         cutoff = self.rng.uniform([], 1, num_ws, dtype=tf.int64)
         cutoff = tf.where(self.rng.uniform([]) < prob, cutoff, tf.constant(num_ws, tf.int64))
         return cutoff, self.rng.normal([batch, z_dim])
@@ -93,18 +94,18 @@ class RecordedSource(RandomSource):
             raise ValueError(f'the recording has no {what} for phase {phase!r} (recorded: {sorted(table) or "none"})')
         return tf.gather(table[phase], tf.cast(self.step, tf.int64) - self.first_step)
 
-    def latents(self, phase, batch, z_dim):
-        return self._row(self._latents, phase, 'latents')[:batch]
+    def latents(self, phase, batch, z_dim, offset=0):
+        return self._row(self._latents, phase, 'latents')[offset:offset + batch]
 
-    def labels(self, phase, batch, label_pool, c_dim):
-        return self._row(self._labels, phase, 'labels')[:batch]
+    def labels(self, phase, batch, label_pool, c_dim, offset=0):
+        return self._row(self._labels, phase, 'labels')[offset:offset + batch]
 
-    def mixing(self, phase, batch, z_dim, num_ws, prob):
+    def mixing(self, phase, batch, z_dim, num_ws, prob, offset=0):
         if phase not in self._mixing:
             raise ValueError(f'the recording has no style-mixing draws for phase {phase!r}')
         cutoffs, mix_z = self._mixing[phase]
         index = tf.cast(self.step, tf.int64) - self.first_step
-        return tf.gather(cutoffs, index), tf.gather(mix_z, index)[:batch]
+        return tf.gather(cutoffs, index), tf.gather(mix_z, index)[offset:offset + batch]
 
     def noise(self, phase, shape, key=None):
         if id(key) not in self._noise:

@@ -168,6 +168,9 @@ def build_gan(trace):
         raise TraceError(f'{trace.path}: the trace used augmentation, whose draws the format does not record')
     if cfg.get('num_gpus', 1) != 1:
         raise TraceError(f'{trace.path}: a trace of {cfg["num_gpus"]} GPUs; the replay runs one replica')
+    if cfg.get('batch_gpu', cfg['batch']) != cfg['batch']:
+        raise TraceError(f'{trace.path}: a trace in rounds of batch_gpu {cfg["batch_gpu"]}; the format records one '
+                         'draw per phase, so the replay runs one round')
     arch = cfg['architecture']
     try:
         G = nvidia.generator_from_state_dict(arch, cfg['generator_kwargs'], trace.G_state)

@@ -202,6 +202,10 @@ def check_options(options, where='training options'):
         value = options.get(key)
         if value is not None and not (number(value) and value > 0):
             raise ValueError(f'{where}: {key} must be a number > 0 or null, got {str(value)[:60]}')
+    batch_gpu = options.get('batch_gpu')
+    if batch_gpu is not None and not (integer(batch_gpu) and batch_gpu >= 1 and
+                                      (options['batch_size'] // options['replicas']) % batch_gpu == 0):
+        raise ValueError(f'{where}: batch_gpu must divide the batch per replica, got {str(batch_gpu)[:60]}')
     return options
 
 
@@ -230,7 +234,7 @@ def _network_kwargs(init):
 def training_options(cfg=None, data=None, gamma=None, batch=32, replicas=1, seed=0, kimg=25000, tick=4, snap=50,
                      mirror=False, cond=False, aug='ada', target=0.6, p=0.2, metrics='none', metrics_at='snapshot',
                      metric_num=None, cbase=None, cmax=None, map=None, glr=None, dlr=None, mbstd_group=4,
-                     minutes=None, log_every=10, init=None, freezed=0, precision='auto', fp32=False):
+                     minutes=None, log_every=10, init=None, freezed=0, precision='auto', fp32=False, batch_gpu=None):
     """The options of a new run (training_options.json), NVIDIA's train.py defaults from the preset record.
 
     ``init`` (an NVIDIA .pkl path or URL, a project network or run directory) starts from that
@@ -261,9 +265,13 @@ def training_options(cfg=None, data=None, gamma=None, batch=32, replicas=1, seed
     if not 0 <= freezed <= 64:
         raise ValueError(f'freezed must be in [0, 64], got {freezed}')
     per_replica = batch // max(replicas, 1)
-    if mbstd_group < 1 or per_replica % min(mbstd_group, per_replica):
-        raise ValueError(f'mbstd_group: the batch per replica ({per_replica}) must be a multiple of the minibatch-std '
-                         f'group size ({mbstd_group})')
+    if batch_gpu is not None and not (isinstance(batch_gpu, int) and 1 <= batch_gpu and per_replica % batch_gpu == 0):
+        raise ValueError(f'batch_gpu must be a positive divisor of the batch per replica ({per_replica}), got '
+                         f'{batch_gpu!r}')
+    round_size = min(batch_gpu or per_replica, per_replica)       # What D sees per call.
+    if mbstd_group < 1 or round_size % min(mbstd_group, round_size):
+        raise ValueError(f'mbstd_group: the images per round ({round_size}; the batch per replica or --batch-gpu) '
+                         f'must be a multiple of the minibatch-std group size ({mbstd_group})')
     if gamma is None or not gamma >= 0:
         raise ValueError(f'gamma must be a number >= 0, got {gamma!r}')
     if batch < 1 or replicas < 1 or batch % replicas:
@@ -315,7 +323,8 @@ def training_options(cfg=None, data=None, gamma=None, batch=32, replicas=1, seed
     return dict(cfg=cfg, data=_absolute(data), data_fingerprint=info['fingerprint'],
                 init=None if init is None else _absolute(init), freezed=freezed,
                 precision='float32' if fp32 else precision,
-                batch_size=batch, replicas=replicas, seed=seed, G_kwargs=G_kwargs, D_kwargs=D_kwargs,
+                batch_size=batch, replicas=replicas, batch_gpu=batch_gpu, seed=seed, G_kwargs=G_kwargs,
+                D_kwargs=D_kwargs,
                 G_lr=glr or preset.G_lr, D_lr=dlr or preset.D_lr, G_reg_interval=preset.G_reg_interval,
                 D_reg_interval=preset.D_reg_interval, augment_kwargs=dict(BGC) if aug != 'noaug' else None,
                 metrics=metrics, metrics_at=metrics_at, metric_num=metric_num,
@@ -367,6 +376,7 @@ def build_gan(options, label_pool=None):
         model.set_precision(precision)
     pipe = AugmentPipe(**options['augment_kwargs']) if options.get('augment_kwargs') else None
     gan = GAN(G, D, G_ema, batch_size=options['batch_size'], augment_pipe=pipe, seed=options['seed'],
+              batch_gpu=options.get('batch_gpu'),
               label_pool=label_pool if G.c_dim else None, **options['loss_kwargs'])
     optimizers = [lazy_adam(options['G_lr'], options.get('G_reg_interval')),
                   lazy_adam(options['D_lr'], options.get('D_reg_interval', 16))]

@@ -38,6 +38,8 @@ flags.DEFINE_string('cfg', None, 'Configuration: a preset name (afgan_tf.PRESETS
 flags.DEFINE_string('data', None, 'Training data: a zip or folder written by afgan-dataset.')
 flags.DEFINE_integer('replicas', 1, 'Replicas (GPUs, or logical CPU devices on a CPU-only machine).')
 flags.DEFINE_integer('batch', 32, 'Total batch size.')
+flags.DEFINE_integer('batch-gpu', None, 'Images per replica processed at a time, gradients accumulated over the rounds '
+                     '(NVIDIA\'s --batch-gpu: less memory, the same step); default: the whole batch per replica.')
 flags.DEFINE_float('gamma', None, 'R1 regularisation weight (new runs).')
 flags.DEFINE_float('kimg', 25000, 'Total training duration (thousands of real images).')
 flags.DEFINE_float('minutes', None, 'Also stop after this many minutes of training in this process (metric '
@@ -157,7 +159,7 @@ def _new_options(strategy):
             metrics_at=FLAGS['metrics-at'].value, metric_num=FLAGS['metric-num'].value, cbase=_given('cbase'),
             cmax=_given('cmax'), map=FLAGS.map, glr=FLAGS.glr, dlr=FLAGS.dlr, mbstd_group=FLAGS['mbstd-group'].value,
             minutes=FLAGS.minutes, log_every=FLAGS['log-every'].value, init=FLAGS.init, freezed=FLAGS.freezed,
-            precision=FLAGS.precision, fp32=FLAGS.fp32)
+            precision=FLAGS.precision, fp32=FLAGS.fp32, batch_gpu=FLAGS['batch-gpu'].value)
     except dataset.DatasetError as e:
         raise common.UsageError(f'--data: {e}') from None
     except ValueError as e:

@@ -224,3 +224,49 @@ def test_every_draw_comes_from_the_source():
     assert not np.allclose(step(0, latents), step(0, other))
     with pytest.raises(ValueError, match='augmentation'):
         RecordedSource(tf.Variable(0, dtype=tf.int64)).augment_rng('Dmain')
+
+
+def _weights(gan):
+    return np.concatenate([v.numpy().ravel() for v in gan.G.trainable_variables + gan.D.trainable_variables +
+                           gan.G_ema.trainable_variables])
+
+
+def test_batch_gpu_equal_to_the_batch_is_bit_identical():
+    images = (np.random.default_rng(0).random([16, 16, 16, 1]) * 255).astype(np.uint8)
+    runs = []
+    for batch_gpu in (None, 4):
+        gan = small_gan(batch_gpu=batch_gpu)
+        gan.fit(dataset.make_dataset(images, 4), epochs=1, steps_per_epoch=2, verbose=0)
+        runs.append(_weights(gan))
+    assert np.array_equal(*runs)
+
+
+def test_batch_gpu_rounds_accumulate_as_nvidias_loop():
+    """Rounds of 2 of a batch of 4 give, with the same draws and no minibatch-std coupling of samples (group 1),
+    the sum of the rounds' mean gradients: twice those of one pass (NVIDIA accumulates each round's mean), and
+    the same reports. Adam's step is then the same to float precision (it is scale invariant up to epsilon).
+    (With magnitude EMAs on, each round's Dmain moves them, so later rounds differ slightly, as in NVIDIA's.)"""
+    from afgan_tf.training.randomness import RecordedSource
+    images = tf.constant(np.random.default_rng(0).uniform(-1, 1, [4, 16, 16, 1]).astype(np.float32))
+    rng = np.random.default_rng(1)
+    latents = {name: rng.standard_normal([1, 4, 16]).astype(np.float32) for name in ('Gboth', 'Dmain', 'Dreg')}
+    grads, reports = {}, {}
+    for batch_gpu in (None, 2):
+        gan = small_gan(batch_gpu=batch_gpu)
+        gan.D.net.b4.mbstd_group_size = 1                # No coupling of samples across rounds, and no moving
+        for name in gan.G.synthesis.layer_names:          # averages updated by each round's Dmain fakes.
+            getattr(gan.G.synthesis, name).magnitude_ema_beta = 1.0
+        gan.source = RecordedSource(gan.step, latents=latents)
+        for phase in gan.phases_at(0):
+            g, r = gan.phase_gradients(phase, images)
+            grads[(batch_gpu, phase.name)] = [None if x is None else x.numpy() for x in g]
+            reports[(batch_gpu, phase.name)] = {k: v.numpy() for k, v in r.items()}
+    for phase in ('Gboth', 'Dmain', 'Dreg'):
+        for one, two in zip(grads[(None, phase)], grads[(2, phase)]):
+            assert (one is None) == (two is None)
+            if one is not None:
+                np.testing.assert_allclose(two, 2 * one, rtol=2e-4, atol=1e-6 * np.max(np.abs(one)) + 1e-12)
+        for key, value in reports[(None, phase)].items():
+            np.testing.assert_allclose(reports[(2, phase)][key], value, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match='batch_gpu'):
+        small_gan(batch_gpu=3).phase_gradients(gan.phases[0], images)
