@@ -49,6 +49,9 @@ SOCKET_TIMEOUT = 15              # Seconds a connection may take to send its req
 MAX_CONNECTIONS = 8              # Requests served at once; more get 503 at once.
 MAX_UPSTREAM_BYTES = 256 << 20   # TF Serving answers larger than this are refused (16 RGB 1024^2 images ~ 200 MB).
 MAX_METADATA_BYTES = 4 << 20
+MAX_UPLOAD_BYTES = 16 << 20      # An image to project (base64 in JSON).
+MAX_PROJECT_STEPS = 2000
+MAX_DIRECTIONS = 8               # Sliders on the page.
 
 
 class RequestError(ValueError):
@@ -148,9 +151,10 @@ def max_body_bytes(signatures):
 
 
 class LocalBackend:
-    """Answers TF Serving's REST requests with a generator in this process (the export's functions)."""
+    """Answers TF Serving's REST requests with a generator in this process (the export's functions), and
+    projects uploaded images (``project``: local only, TF Serving has no gradients)."""
 
-    def __init__(self, G):
+    def __init__(self, G, distance=None, project_steps=100):
         import tensorflow as tf
         from afgan_tf.export.saved_model import _generator_endpoints
         self.G = G
@@ -159,6 +163,58 @@ class LocalBackend:
         self._metadata = signature_metadata(self._endpoints)
         self.signatures = {name: {s.name: tuple(s.shape) for s in specs} for name, (_, specs) in self._endpoints.items()}
         self._lock = threading.Lock()       # One generator call at a time (the server is threaded).
+        self._distance, self.project_steps = distance, int(project_steps)
+        self._jobs, self._job_lock = {}, threading.Lock()
+
+    # Projection of an uploaded image (W+), a job at a time, polled by the page.
+    def start_projection(self, png_bytes, steps=None):
+        """Starts projecting an uploaded image; returns the job id. RequestError for a bad image or a busy server."""
+        import io
+        from PIL import Image
+        from afgan_tf import projector
+        steps = self.project_steps if steps is None else steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_PROJECT_STEPS:
+            raise RequestError(f'steps must be an integer in [1, {MAX_PROJECT_STEPS}], got {str(steps)[:20]}')
+        if self.G.c_dim:
+            raise RequestError('projection of conditional networks is not supported')
+        try:
+            with Image.open(io.BytesIO(png_bytes)) as img:
+                img.load()
+                from afgan_tf import image_reading
+                array = image_reading.to_array(img, 3 if img.mode not in image_reading.GREY_MODES else 1)
+        except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
+            raise RequestError(f'image: not a readable PNG or JPEG ({type(e).__name__})') from None
+        target = projector.prepare_target(array, self.G.img_resolution, self.G.img_channels, log=lambda m: None)
+        with self._job_lock:
+            if any(not job['finished'] for job in self._jobs.values()):
+                raise RequestError('a projection is running; wait for it to finish')
+            job_id = str(len(self._jobs) + 1)
+            job = self._jobs[job_id] = {'job': job_id, 'done': 0, 'total': steps, 'finished': False}
+
+        def run():
+            try:
+                distance = self._distance_fn()
+                with self._lock:
+                    result = projector.project(self.G, target, distance, num_steps=steps, space='w+',
+                                               progress=lambda done, total, _: job.update(done=done))
+                job['ws'] = result['w'].tolist()
+            except Exception as e:  # noqa: BLE001 - reported to the page.
+                job['error'] = f'{type(e).__name__}: {str(e)[:300]}'
+            job['finished'] = True
+        threading.Thread(target=run, daemon=True).start()
+        return job_id
+
+    def _distance_fn(self):
+        if self._distance is None:
+            from afgan_tf import projector
+            self._distance = projector.InceptionDistance(log=lambda m: None)
+        return self._distance
+
+    def projection(self, job_id):
+        job = self._jobs.get(str(job_id)[:20])
+        if job is None:
+            raise RequestError(f'no projection job {str(job_id)[:20]!r}')
+        return dict(job)
 
     def metadata(self):
         return self._metadata
@@ -256,14 +312,25 @@ def _is_ip(host):
         return False
 
 
-def make_server(backend, host='127.0.0.1', port=8080, model_name='generator', log=None, allowed_hosts=()):
+def make_server(backend, host='127.0.0.1', port=8080, model_name='generator', log=None, allowed_hosts=(),
+                directions=None):
     """A threaded HTTP server for the page and the API; call ``serve_forever()`` (or use a thread).
 
     ``allowed_hosts``: names besides localhost and IP addresses that a request's Host header may carry
-    (the names this server is reached by; DNS rebinding uses any other)."""
+    (the names this server is reached by; DNS rebinding uses any other). ``directions``: latent
+    directions (``afgan_tf.directions.load``) the page offers as sliders, applied in W by the page itself
+    (mapping + synthesis signatures, so they also work through TF Serving). A back end with
+    ``start_projection`` (the local one) also projects uploaded images."""
     page = PAGE.read_bytes()
     api = f'/v1/models/{model_name}'
     names = {'localhost', *(h.lower() for h in allowed_hosts)}
+    projects = hasattr(backend, 'start_projection')
+    edit = {'directions': [], 'layers': [], 'names': [], 'eigenvalues': []}
+    if directions is not None:
+        edit = {'directions': directions['directions'][:MAX_DIRECTIONS].tolist(),
+                'layers': [int(i) for i in directions['layers']],
+                'names': [str(n) for n in directions.get('layer_names', [])],
+                'eigenvalues': [float(v) for v in directions.get('eigenvalues', [])][:MAX_DIRECTIONS]}
     slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
     body_limit = [None]
 
@@ -333,23 +400,33 @@ def make_server(backend, host='127.0.0.1', port=8080, model_name='generator', lo
             elif url.path == '/latent':
                 self._answer(lambda: {'z': seed_latent(query.get('seed', ''), query.get('dim', '')).tolist()})
             elif url.path == '/config':
-                self._answer(lambda: {'api': api, 'psi_range': PSI_RANGE, 'max_seed': MAX_SEED})
+                self._answer(lambda: {'api': api, 'psi_range': PSI_RANGE, 'max_seed': MAX_SEED, 'projection': projects,
+                                      'directions': len(edit['directions']),
+                                      'project_steps': getattr(backend, 'project_steps', None)})
+            elif url.path == '/directions':
+                self._answer(lambda: edit)
+            elif url.path == '/project' and projects:
+                self._answer(lambda: backend.projection(query.get('job', '')))
             else:
                 self._send(404, {'error': f'no such path {url.path[:200]}'})
 
         def do_POST(self):  # noqa: N802
             if not self._allowed(post=True):
                 return
-            if self.path != f'{api}:predict':
+            upload = self.path == '/project' and projects
+            if self.path != f'{api}:predict' and not upload:
                 return self._send(404, {'error': f'no such path {self.path[:200]}'})
+            most = MAX_UPLOAD_BYTES if upload else limit()
             try:
                 length = int(self.headers.get('Content-Length', 0))
-                if not 0 < length <= limit():
-                    return self._send(413, {'error': f'a JSON body of at most {limit()} bytes is required (the '
-                                                     f'largest valid request: {MAX_BATCH} samples)'})
+                if not 0 < length <= most:
+                    return self._send(413, {'error': f'a JSON body of at most {most} bytes is required' +
+                                            ('' if upload else f' (the largest valid request: {MAX_BATCH} samples)')})
                 body = json.loads(self.rfile.read(length), parse_constant=_no_constant)
             except (ValueError, RecursionError, RequestError) as e:
                 return self._send(400, {'error': f'bad request body: {type(e).__name__}: {str(e)[:300]}'})
+            if upload:
+                return self._answer(lambda: {'job': backend.start_projection(*_upload(body))})
             self._answer(lambda: backend.predict(body))
 
         def log_message(self, fmt, *args):
@@ -380,6 +457,20 @@ def make_server(backend, host='127.0.0.1', port=8080, model_name='generator', lo
                 slots.release()
 
     return Server((host, port), Handler)
+
+
+def _upload(body):
+    """(image bytes, steps) of a /project body {"image": "data:image/png;base64,..." or base64, "steps": n}."""
+    import base64
+    import binascii
+    if not isinstance(body, dict) or not isinstance(body.get('image'), str):
+        raise RequestError('expected {"image": "<base64 PNG or JPEG>", "steps": n}')
+    text = body['image'].split(',', 1)[1] if body['image'].startswith('data:') else body['image']
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError('image: not base64') from None
+    return data, body.get('steps')
 
 
 def _no_constant(name):

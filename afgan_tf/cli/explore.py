@@ -8,6 +8,10 @@ translate / rotate (StyleGAN3), style mixing of two seeds from a chosen layer, a
 interpolation between seeds, PNG download and a latency read-out. The page speaks TF Serving's
 REST API; with --network this server answers it with the network loaded here (the same signatures
 as afgan-export writes), with --serving-url it forwards the page's requests to that TF Serving.
+With --directions (afgan-directions), sliders move the image along latent directions, applied in W
+by the page (mapping + synthesis: also through TF Serving). With --network, an upload box projects
+an image into W+ (--project-steps, progress on the page; local only: TF Serving computes no
+gradients), then the same sliders edit it.
 """
 
 import os
@@ -24,6 +28,9 @@ flags.DEFINE_string('host', '127.0.0.1', 'Address to listen on (0.0.0.0: every i
 flags.DEFINE_integer('port', 8080, 'Port to listen on (0: any free port).')
 flags.DEFINE_multi_string('allow-host', [], 'A host name this server is reached by, besides localhost and IP '
                           'addresses (requests whose Host header names anything else are refused: DNS rebinding).')
+flags.DEFINE_string('directions', None, 'Latent directions (.npz of afgan-directions): sliders that edit the image in W.')
+flags.DEFINE_integer('project-steps', 100, 'Steps of the projection of an uploaded image (--network only).')
+flags.DEFINE_string('vgg16', None, 'VGG16 weights for the projection\'s distance (default: the FID Inception\'s).')
 flags.DEFINE_bool('verbose', False, 'Log every request.')
 
 
@@ -34,8 +41,18 @@ def main(argv):
         raise common.UsageError('give exactly one of --network and --serving-url')
     if not 0 <= FLAGS.port <= 65535:
         raise common.UsageError(f'--port must be in [0, 65535], got {FLAGS.port}')
+    if not 1 <= FLAGS['project-steps'].value <= explore.MAX_PROJECT_STEPS:
+        raise common.UsageError(f'--project-steps must be in [1, {explore.MAX_PROJECT_STEPS}]')
     if FLAGS.network:
-        backend = explore.LocalBackend(common.load_generator(FLAGS.network, FLAGS.which))
+        G = common.load_generator(FLAGS.network, FLAGS.which)
+        distance = None
+        if FLAGS.vgg16:
+            from afgan_tf import projector
+            try:
+                distance = projector.Vgg16Distance(FLAGS.vgg16)
+            except (FileNotFoundError, ValueError) as e:
+                raise common.UsageError(f'--vgg16: {e}') from None
+        backend = explore.LocalBackend(G, distance=distance, project_steps=FLAGS['project-steps'].value)
         source = f'{FLAGS.network} (loaded here)'
     else:
         try:
@@ -44,9 +61,16 @@ def main(argv):
         except (ValueError, ConnectionError) as e:      # A malformed URL, TF Serving unreachable or refusing.
             raise common.UsageError(f'--serving-url: {e}') from e
         source = f'TF Serving at {backend.url}'
+    dirs = None
+    if FLAGS.directions:
+        from afgan_tf import directions
+        try:
+            dirs = directions.load(FLAGS.directions, G if FLAGS.network else None)
+        except ValueError as e:
+            raise common.UsageError(f'--directions: {e}') from None
     try:
         server = explore.make_server(backend, FLAGS.host, FLAGS.port, log=print if FLAGS.verbose else None,
-                                     allowed_hosts=FLAGS['allow-host'].value)
+                                     allowed_hosts=FLAGS['allow-host'].value, directions=dirs)
     except OSError as e:
         raise common.UsageError(f'cannot listen on {FLAGS.host}:{FLAGS.port}: {e}') from e
     host = 'localhost' if FLAGS.host in ('127.0.0.1', '0.0.0.0') else FLAGS.host

@@ -37,8 +37,8 @@ def expected_image(G, seed, psi=1.0, translate=(0, 0), rotate=0):
 class Server:
     """make_server(backend) on a free port, in a thread."""
 
-    def __init__(self, backend):
-        self.server = explore.make_server(backend, port=0)
+    def __init__(self, backend, **kwargs):
+        self.server = explore.make_server(backend, port=0, **kwargs)
         self.url = f'http://127.0.0.1:{self.server.server_port}/'
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -148,6 +148,72 @@ def test_page_with_local_network(browser, network, tmp_path):
         server.close()
 
 
+class PixelDistance:
+    """A cheap projection distance for the tests (the explorer uses the FID Inception's or VGG16's)."""
+
+    def features(self, images):
+        return [images / 127.5 - 1]
+
+    def distance(self, target, synth):
+        import tensorflow as tf
+        return tf.reduce_mean(tf.square(target[0] - synth[0]), axis=[1, 2, 3]) * 100
+
+
+def edited_image(G, ws, dirs, strengths):
+    from afgan_tf import directions
+    for k, strength in enumerate(strengths):
+        ws = directions.apply(ws, dirs['directions'][k], dirs['layers'], strength)
+    return image_writing.to_uint8(G.synthesis(ws, impl='ref').numpy())[0].astype(int)
+
+
+def move(page, selector, presses):
+    page.focus(selector)
+    for _ in range(presses):
+        page.keyboard.press('ArrowRight')
+
+
+def test_page_edits_with_directions_and_projects_an_upload(browser, network, tmp_path):
+    from afgan_tf import directions
+    _, G = network
+    dirs = directions.sefa(G, layers=(1, 6), num=3)
+    server = Server(explore.LocalBackend(G, distance=PixelDistance(), project_steps=40), directions=dirs)
+    try:
+        page, errors = open_page(browser, server.url)
+        assert page.is_visible('#edit-set') and page.locator('#directions input[type=range]').count() == 3
+        assert page.is_visible('#upload') and not page.is_visible('#upload-note')
+        page.fill('#seed', '4')
+        shown(page)
+        move(page, '#dir-0', 6)                           # 6 steps of 0.5: strength 3 along the top direction.
+        ws = G.mapping(seed_z(4, G.z_dim)).numpy()
+        assert page.inner_text('#dir-0-out') == '3'
+        assert np.max(np.abs(shown(page) - edited_image(G, ws, dirs, [3.0]))) <= 1
+        assert page.evaluate('window.explorer.lastRequest.signature_name') == 'synthesis'
+        target = tmp_path / 'target.png'
+        Image.fromarray(expected_image(G, 9).astype(np.uint8).squeeze()).save(target)
+        page.click('#edit-reset')
+        shown(page)
+        page.set_input_files('#upload', str(target))
+        page.click('#project')
+        page.wait_for_function("() => ['done', 'error'].includes(document.body.dataset.projection)", timeout=300000)
+        assert page.evaluate('document.body.dataset.projection') == 'done', page.inner_text('#error')
+        assert 'projected' in page.inner_text('#project-status')
+        projected = np.asarray(page.evaluate('window.explorer.projected'), np.float32)[np.newaxis]
+        assert projected.shape == (1, G.num_ws, G.w_dim)
+        mine = shown(page)
+        assert np.max(np.abs(mine - edited_image(G, projected, dirs, []))) <= 1
+        assert np.mean(np.abs(mine - expected_image(G, 9))) < np.mean(np.abs(expected_image(G, 4) - expected_image(G, 9)))
+        move(page, '#dir-1', 8)                           # Edit the projected image: strength 4 along direction 1.
+        assert np.max(np.abs(shown(page) - edited_image(G, projected, dirs, [0.0, 4.0]))) <= 1
+        if os.environ.get('AFGAN_TF_EXPLORE_EDIT_SCREENSHOT'):
+            page.screenshot(path=os.environ['AFGAN_TF_EXPLORE_EDIT_SCREENSHOT'])
+        page.click('#unproject')
+        shown(page)
+        assert page.evaluate('window.explorer.projected') is None
+        assert not errors, errors
+    finally:
+        server.close()
+
+
 def test_page_through_tf_serving_stand_in(browser, exported):
     G, _, path = exported
     with ServingStandIn(path, model='sg3') as serving:
@@ -165,6 +231,25 @@ def test_page_through_tf_serving_stand_in(browser, exported):
             page.fill('#psi-value', '-2')
             page.wait_for_function(SETTLED)
             assert 'truncation psi must be' in page.inner_text('#error')
+            assert not errors, errors
+        finally:
+            server.close()
+
+
+def test_directions_work_through_tf_serving_and_projection_says_local_only(browser, exported):
+    from afgan_tf import directions
+    G, _, path = exported
+    dirs = directions.sefa(G, num=2)
+    with ServingStandIn(path, model='sg3') as serving:
+        server = Server(explore.ServingBackend(serving.model_url), directions=dirs)
+        try:
+            page, errors = open_page(browser, server.url)
+            assert page.is_visible('#upload-note') and not page.is_visible('#upload')
+            assert 'local-only' in page.inner_text('#upload-note')
+            move(page, '#dir-0', 4)
+            ws = G.mapping(seed_z(0, G.z_dim)).numpy()
+            assert np.max(np.abs(shown(page) - edited_image(G, ws, dirs, [2.0]))) <= 1
+            assert {body['signature_name'] for _, body in serving.requests} >= {'mapping', 'synthesis'}
             assert not errors, errors
         finally:
             server.close()
