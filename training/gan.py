@@ -375,7 +375,7 @@ class GAN(keras.Model):
             self.train_function = None
             super().make_train_function(force=True)      # Sets self.train_function (traced on first use).
             variants[key] = self.train_function
-        counter = [int(self.step.numpy())]
+        counter = self.dispatch_counter = [int(self.step.numpy())]     # The step the next call runs.
 
         def train_function(iterator):
             key = self.phases_at(counter[0])

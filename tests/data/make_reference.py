@@ -19,7 +19,8 @@ README). The copy keeps, at most 12 MB in all:
 * ``training_steps/<net>/``: NVIDIA's recorded training steps, at most 30 MB for the three, with
   ``steps.json`` unchanged and the arrays of ``steps.npz`` the replay reads for its checks, less
   what does not fit (``trim_trace``): the inputs of every step, the step-0 gradients and reported
-  values of every phase, D's weights after step 0 (the last D phase's ``params_after``), the
+  values of every phase, D's weights after each step-0 D phase (their ``params_after``: each phase's own update, so
+  that the optimizer check of the last one is not diluted by the others'), the
   buffers after every step and the final G and D. Left out: the gradients of the later steps,
   the other ``params_after`` (the replay rebuilds a phase's inputs from its recorded gradients),
   ``final/G_ema``, duplicates (``gen_z/<phase>``, ``pl_noise``) and the later steps' per-sample
@@ -94,7 +95,7 @@ def trim_network(src, dest, name):
             shutil.copy2(src / name / npz, dest / name / npz)
 
 
-def _keep_trace_key(key, last_phase_of_D):
+def _keep_trace_key(key, phases_of_D):
     """The arrays of steps.npz that the trimmed trace keeps (see the module docstring)."""
     parts = key.split('/')
     if key.startswith(('final/G/', 'final/D/')) or key in ('pl_mean/before', 'final/pl_mean'):
@@ -107,7 +108,7 @@ def _keep_trace_key(key, last_phase_of_D):
             return True
         if step0 and len(parts) >= 3 and parts[2] in ('grad', 'report', 'pl_mean_before', 'pl_mean_after'):
             return True
-        if step0 and len(parts) >= 3 and parts[2] == 'params_after' and parts[1] == last_phase_of_D:
+        if step0 and len(parts) >= 3 and parts[2] == 'params_after' and parts[1] in phases_of_D:
             return True
     return False
 
@@ -131,9 +132,9 @@ def trim_trace(src, dest, name):
         stored = dict(np.load(source / npz))
         if set(stored) != set(reference) or any(not _same(stored[k], reference[k]) for k in stored):
             raise SystemExit(f'error: {TRACES}/{name}/{npz} is not {network}\'s initial state; copy it instead')
-    last_D = [p['name'] for p in config['phases'] if p['module'] == 'D'][-1]
+    phases_of_D = {p['name'] for p in config['phases'] if p['module'] == 'D'}
     with np.load(source / 'steps.npz') as z:
-        kept = {k: z[k] for k in z.files if _keep_trace_key(k, last_D)}
+        kept = {k: z[k] for k in z.files if _keep_trace_key(k, phases_of_D)}
     _savez(target / 'steps.npz', kept)
 
 
