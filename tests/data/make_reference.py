@@ -19,8 +19,8 @@ README). The copy keeps, at most 12 MB in all:
 * ``training_steps/<net>/``: NVIDIA's recorded training steps, at most 30 MB for the three, with
   ``steps.json`` unchanged and the arrays of ``steps.npz`` the replay reads for its checks, less
   what does not fit (``trim_trace``): the inputs of every step, the step-0 gradients and reported
-  values of every phase, D's weights after each step-0 D phase (their ``params_after``: each phase's own update, so
-  that the optimizer check of the last one is not diluted by the others'), the
+  values of every phase, D's weights after each step-0 D phase (their ``params_after``, so that
+  each D phase's optimizer check measures its own update, not the sum of the D phases'), the
   buffers after every step and the final G and D. Left out: the gradients of the later steps,
   the other ``params_after`` (the replay rebuilds a phase's inputs from its recorded gradients),
   ``final/G_ema``, duplicates (``gen_z/<phase>``, ``pl_noise``) and the later steps' per-sample
