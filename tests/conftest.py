@@ -150,8 +150,10 @@ def train_cli(*args, cwd=None, code=None):
                           cwd=cwd)
 
 
+# afgan-train flags of a tiny StyleGAN3-T (2 steps per tick and checkpoint). No augmentation: the ADA pipeline
+# would double the time of each run's tracing; the exact-resume test and tests/training run it.
 TINY = ['--cfg=stylegan3-t', '--batch=4', '--gamma=0.5', '--cbase=256', '--cmax=16', '--tick=0.008', '--snap=1',
-        '--log-every=1']   # afgan-train flags of a tiny StyleGAN3-T (2 steps per tick and checkpoint).
+        '--log-every=1', '--aug=noaug']
 
 
 def tiny_data(folder, n=8, seed=0, name='data.zip', size=16):

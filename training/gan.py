@@ -402,16 +402,29 @@ class GAN(keras.Model):
         pairs = list(zip(self.G.reference_variables().values(), self.G_ema.reference_variables().values()))
         beta = self.ema_beta()
 
-        def update(dst, src, beta, trainable):
-            return dst.assign(torch_lerp(tf.convert_to_tensor(src), tf.convert_to_tensor(dst), beta) if trainable else src)
+        def update(pairs, beta):
+            # One lerp over the concatenated parameters (the same elementwise operations, a fraction of the ops).
+            params = [(src, dst) for src, dst, trainable in pairs if trainable]
+            if params:
+                sizes = [int(np.prod(dst.shape)) for _, dst in params]
+                flat = lambda xs: tf.concat([tf.reshape(tf.convert_to_tensor(x), [-1]) for x in xs], 0)
+                mixed = torch_lerp(flat([s for s, _ in params]), flat([d for _, d in params]), beta)
+                for part, (_, dst) in zip(tf.split(mixed, sizes), params):
+                    dst.assign(tf.reshape(part, dst.shape))
+            for src, dst, trainable in pairs:
+                if not trainable:
+                    dst.assign(src)
 
         ctx = tf.distribute.get_replica_context()
         if ctx is None or not tf.distribute.has_strategy():
-            for src, dst in pairs:
-                update(dst, src, beta, src.trainable)
+            update([(src, dst, src.trainable) for src, dst in pairs], beta)
             return
 
-        def merged(strategy, beta):             # Cross-replica context: update every mirrored copy.
-            for src, dst in pairs:      # .value: the tf.distribute variable under the Keras variable.
-                strategy.extended.update(dst.value, update, args=(src.value, beta, src.trainable))
+        def merged(strategy, beta):             # Cross-replica context: update every local copy.
+            local = strategy.experimental_local_results     # .value: the tf.distribute variable.
+            copies = [(local(src.value), local(dst.value), src.trainable) for src, dst in pairs]
+            betas = local(beta)
+            for i in range(len(copies[0][1])):
+                with tf.device(copies[0][1][i].device):
+                    update([(s[i], d[i], trainable) for s, d, trainable in copies], betas[i if len(betas) > 1 else 0])
         ctx.merge_call(merged, args=(beta,))

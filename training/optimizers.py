@@ -16,6 +16,8 @@ their step count, as PyTorch skips parameters whose ``.grad`` is None.
 """
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
 
@@ -49,25 +51,57 @@ class Adam(keras.optimizers.Optimizer):
                        for v in var_list]
 
     def update_step(self, gradient, variable, learning_rate):
-        index = self._get_variable_index(variable)
-        m, v, t = self._momentums[index], self._velocities[index], self._steps[index]
-        dtype = variable.dtype
-        g = ops.cast(gradient, dtype)
-        step = t + 1.0
-        self.assign(t, step)
-        step64 = ops.cast(step, 'float64')
-        bias_correction1 = 1.0 - ops.power(ops.cast(self.beta_1, 'float64'), step64)
-        bias_correction2_sqrt = ops.sqrt(1.0 - ops.power(ops.cast(self.beta_2, 'float64'), step64))
-        step_size = ops.cast(ops.cast(learning_rate, 'float64') / bias_correction1, dtype)
-        # PyTorch's float32 operations, in its order: exp_avg.lerp_(g, 1 - beta_1);
-        # exp_avg_sq.mul_(beta_2).addcmul_(g, g, value=1 - beta_2) (a fused multiply-add);
-        # denom = exp_avg_sq.sqrt() / bc2_sqrt + eps; param.addcdiv_(exp_avg, denom, value=-step_size).
-        new_m = torch_lerp(m, g, 1.0 - self.beta_1)
-        new_v = fused_multiply_add((1.0 - self.beta_2) * g, g, v * self.beta_2)
-        self.assign(m, new_m)
-        self.assign(v, new_v)
-        denom = ops.sqrt(new_v) / ops.cast(bias_correction2_sqrt, dtype) + self.epsilon
-        self.assign_sub(variable, (step_size * new_m) / denom)
+        self._update_group([gradient], [variable], learning_rate)
+
+    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+        # One grouped update per device (not one per variable): the same elementwise float32 and float64
+        # operations on the concatenated tensors, so a step traces and runs about 6x fewer ops. Under a
+        # strategy the gradients arrive all-reduced; every local copy of the variables gets the update.
+        local = distribution.experimental_local_results
+        grads, variables = zip(*grads_and_vars)
+        per_device = list(zip(*[local(v) for v in variables]))
+        grads_per_device = list(zip(*[local(g) for g in grads]))
+        lr_per_device = local(learning_rate) if len(local(learning_rate)) == len(per_device) else None
+        for i, (device_vars, device_grads) in enumerate(zip(per_device, grads_per_device)):
+            with tf.device(device_vars[0].device):
+                lr = learning_rate if lr_per_device is None else lr_per_device[i]
+                self._update_group(device_grads, device_vars, lr, device=i)
+
+    def _update_group(self, grads, variables, learning_rate, device=0):
+        """PyTorch's update of each variable (``device``: which local copy of the optimizer state)."""
+        groups = {}
+        for g, var in zip(grads, variables):
+            groups.setdefault(var.dtype.base_dtype if hasattr(var.dtype, 'base_dtype') else var.dtype,
+                              []).append((g, var))
+        for dtype, pairs in groups.items():
+            local = lambda x: tf.distribute.get_strategy().experimental_local_results(
+                x.value if isinstance(x, keras.Variable) else x)[device]
+            index = [self._get_variable_index(var) for _, var in pairs]
+            moments = [local(self._momentums[i]) for i in index]
+            velocities = [local(self._velocities[i]) for i in index]
+            steps = [local(self._steps[i]) for i in index]
+            sizes = [int(np.prod(var.shape)) for _, var in pairs]
+            flat = lambda xs: tf.concat([tf.reshape(tf.cast(x, dtype), [-1]) for x in xs], 0)
+            g, m, v = flat([g for g, _ in pairs]), flat(moments), flat(velocities)
+            step = tf.stack([tf.convert_to_tensor(t) for t in steps]) + 1.0
+            for t, value in zip(steps, tf.unstack(step)):
+                t.assign(value)
+            step64 = tf.cast(step, tf.float64)
+            bias_correction1 = 1.0 - tf.pow(tf.constant(self.beta_1, tf.float64), step64)
+            bias_correction2_sqrt = tf.sqrt(1.0 - tf.pow(tf.constant(self.beta_2, tf.float64), step64))
+            step_size = tf.cast(tf.cast(learning_rate, tf.float64) / bias_correction1, dtype)
+            # PyTorch's operations, in its order: exp_avg.lerp_(g, 1 - beta_1);
+            # exp_avg_sq.mul_(beta_2).addcmul_(g, g, value=1 - beta_2) (a fused multiply-add);
+            # denom = exp_avg_sq.sqrt() / bc2_sqrt + eps; param.addcdiv_(exp_avg, denom, value=-step_size).
+            new_m = torch_lerp(m, g, 1.0 - self.beta_1)
+            new_v = fused_multiply_add((1.0 - self.beta_2) * g, g, v * self.beta_2)
+            denom = tf.sqrt(new_v) / tf.repeat(tf.cast(bias_correction2_sqrt, dtype), sizes) + self.epsilon
+            update = (tf.repeat(step_size, sizes) * new_m) / denom
+            for parts, targets in ((new_m, moments), (new_v, velocities)):
+                for part, target in zip(tf.split(parts, sizes), targets):
+                    target.assign(tf.reshape(part, target.shape))
+            for part, (_, var) in zip(tf.split(update, sizes), pairs):
+                var.assign_sub(tf.reshape(part, var.shape))
 
     def get_config(self):
         return {**super().get_config(), 'beta_1': self.beta_1, 'beta_2': self.beta_2, 'epsilon': self.epsilon}
