@@ -34,7 +34,7 @@ setup(
     ],
     extras_require={
         # The ONNX export and the explorer (in headless Chromium, through Playwright) are tested.
-        'dev': ['pytest', 'pytest-timeout', 'tf2onnx', 'onnxruntime', 'playwright'],
+        'dev': ['pytest', 'pytest-timeout', 'pytest-xdist', 'tf2onnx', 'onnxruntime', 'playwright'],
         'onnx': ['tf2onnx', 'onnxruntime'],                 # afgan-export --format onnx.
         'plots': ['matplotlib'],                            # benchmarks/convergence.py.
         'video': ['imageio', 'imageio-ffmpeg'],            # MP4 output of afgan-video.

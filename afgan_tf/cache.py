@@ -33,7 +33,7 @@ def write_atomically(path, data):
     partial file; creates the folder; returns the path."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp')
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')     # Per process: two writers never share it.
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)

@@ -63,7 +63,7 @@ def convert_torchscript(pt_path, npz_path, log=None):
     walk(layers, '')
     if len(out) != 94 * 6:
         raise ValueError(f'{pt_path}: expected the 94 convolutions of Inception-v3, found {len(out) // 6}')
-    tmp = npz_path + '.tmp.npz'
+    tmp = f'{npz_path}.{os.getpid()}.tmp.npz'          # Per process: concurrent first runs.
     np.savez(tmp, **out)
     os.replace(tmp, npz_path)
     if log:

@@ -193,7 +193,7 @@ class MetricContext:
             self._report(f'real {detector_kind} features', stats.num_items, total)
         if path:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = path + '.tmp.npz'
+            tmp = f'{path}.{os.getpid()}.tmp.npz'      # Per process: concurrent runs share the cache.
             np.savez(tmp, **stats.to_dict())
             os.replace(tmp, path)
         return stats
