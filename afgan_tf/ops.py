@@ -91,7 +91,9 @@ def _depthwise(x, taps, strides):
 
     def conv(v, depth, stride):
         kernel = tf.tile(tf.constant(taps, dtype=v.dtype)[:, :, None, None], [1, 1, depth, 1])
-        return tf.nn.depthwise_conv2d(v, kernel, strides=[1, stride, stride, 1], padding='VALID')
+        y = tf.nn.depthwise_conv2d(v, kernel, strides=[1, stride, stride, 1], padding='VALID')
+        # TensorFlow returns an empty batch with the input's height and width: the output's (a no-op otherwise).
+        return tf.reshape(y, [-1, (v.shape[1] - kh) // stride + 1, (v.shape[2] - kw) // stride + 1, depth])
 
     if sy == sx:
         return conv(x, channels, sy)

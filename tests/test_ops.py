@@ -111,3 +111,18 @@ def test_filtered_lrelu_bad_arguments(kwargs, match):
 def test_filtered_lrelu_rejects_non_nhwc():
     with pytest.raises(ValueError, match='x must be a 4-D NHWC'):
         ops.filtered_lrelu(np.zeros([8, 8, 4], np.float32), impl='ref')
+
+
+@pytest.mark.parametrize('kwargs', [dict(fu=np.ones([3, 3]), fd=np.ones([3, 3]), up=1, down=2, padding=[2, 1, 2, 2]),
+                                    dict(fd=np.ones([4, 4]), up=2, down=1, padding=[3, -1, 3, 3], clamp=1.1),
+                                    dict(fu=np.ones(4), fd=np.ones(2), up=2, down=2, padding=1)])
+def test_empty_batch_has_the_output_shape(kwargs):
+    """An empty batch gives [0, out_h, out_w, C] (TensorFlow's depthwise convolution returns an empty input
+    unchanged; found by the fuzz test)."""
+    kwargs = {k: np.asarray(v, np.float32) if k in ('fu', 'fd') else v for k, v in kwargs.items()}
+    one = ops.filtered_lrelu(np.ones([1, 3, 3, 2], np.float32), impl='ref', **kwargs)
+    empty = ops.filtered_lrelu(np.ones([0, 3, 3, 2], np.float32), impl='ref', **kwargs)
+    assert empty.shape == (0, *one.shape[1:])
+    f = kwargs.get('fd')
+    assert ops.upfirdn2d(np.ones([0, 5, 5, 2], np.float32), f, down=2).shape == \
+        (0, *ops.upfirdn2d(np.ones([1, 5, 5, 2], np.float32), f, down=2).shape[1:])

@@ -151,6 +151,7 @@ BENIGN_START_LINES = (
     r'cuda_(dnn|fft|blas)\.cc:\d+\] Unable to register cu',
     r'computation_placer\.cc:\d+\] computation placer already registered',
     r'cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized',
+    r'port\.cc:\d+\] oneDNN custom operations are on',           # CPUs where oneDNN is on by default.
     r'^To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.$',
 )
 

@@ -160,3 +160,104 @@ def test_layers_opt_out_of_xla():
     assert layer.supports_jit is False and G.supports_jit is False
 
 
+
+
+def _raw_pair(lib, x, b, dy, kwargs):
+    """(y, dx) of the op and its recomputing gradient, and of the sign-bit pair, called directly."""
+    fu, fd = (tf.constant(np.ones([1], np.float32) if kwargs[k] is None else kwargs[k]) for k in ('fu', 'fd'))
+    padding = list(ops.check_filtered_lrelu_args(x, kwargs['fu'], kwargs['fd'], b, kwargs['up'], kwargs['down'],
+                                                 kwargs['padding'], kwargs['gain'], kwargs['slope'],
+                                                 kwargs['clamp'])[3])
+    attrs = dict(up=kwargs['up'], down=kwargs['down'], padding=padding, gain=float(kwargs['gain']),
+                 slope=float(kwargs['slope']), clamp=-1.0 if kwargs['clamp'] is None else float(kwargs['clamp']),
+                 flip_filter=bool(kwargs['flip_filter']))
+    y = lib.afgan_filtered_lrelu(x=x, fu=fu, fd=fd, b=b, **attrs)
+    dx = lib.afgan_filtered_lrelu_grad(dy=dy, x=x, fu=fu, fd=fd, b=b, **attrs)
+    y_s, signs = lib.afgan_filtered_lrelu_signs(x=x, fu=fu, fd=fd, b=b, **attrs)
+    dx_s = lib.afgan_filtered_lrelu_signs_grad(dy=dy, signs=signs, x_shape=tf.shape(x), fu=fu, fd=fd, b=b, **attrs)
+    return y, dx, y_s, dx_s, signs
+
+
+def _big_case(rng, index):
+    """Cases with many tiles (the kernels' buffers cap a tile's regions) and channel blocks."""
+    from afgan_tf.filters import design_lowpass_filter
+    if index == 0:      # StyleGAN3's up-4 layers: 24-tap fu, many tiles, two channel blocks.
+        shape = [1, 60, 60, 20]
+        kwargs = dict(fu=design_lowpass_filter(24, 4.0, 6.0, 64), fd=design_lowpass_filter(12, 4.0, 6.0, 32),
+                      up=4, down=2, padding=[11, 10, 11, 10], clamp=0.5)
+    elif index == 1:    # A radial (2-D) down filter.
+        shape = [2, 70, 70, 17]
+        kwargs = dict(fu=design_lowpass_filter(12, 4.0, 6.0, 32), fd=design_lowpass_filter(12, 4.0, 6.0, 32,
+                                                                                          radial=True),
+                      up=2, down=2, padding=[5, 4, 5, 4])
+    else:               # Stride larger than the filter: intermediate samples that no output reads.
+        shape = [1, 300, 300, 3]
+        kwargs = dict(fu=None, fd=None, up=1, down=2, padding=[0, 0, 0, 0], clamp=1.0)
+    x = rng.standard_normal(shape).astype(np.float32) * 3
+    b = rng.standard_normal(shape[-1]).astype(np.float32)
+    return x, b, kwargs
+
+
+@pytest.mark.parametrize('case', [f'random{i}' for i in range(16)] + ['big0', 'big1', 'big2'])
+def test_sign_bit_gradient_is_bit_identical_to_recomputing(case):
+    """The sign-bit pair (the forward writes the activation's derivative, the gradient reads it) gives
+    the same bits as the op and its gradient that rebuilds the pre-activation from x: every tile's codes
+    are written (by exactly one tile) and decode to the derivative."""
+    rng = np.random.default_rng(100 + len(case) * 50 + int(case[-1]))
+    if case.startswith('big'):
+        x, b, kwargs = _big_case(rng, int(case[3:]))
+    else:
+        x, b, kwargs = _random_case(rng)
+        x = x * 3
+        if int(case[6:]) % 3 == 0:
+            kwargs['clamp'] = 0.5                 # Many clamped values (code 2).
+    kwargs = {'up': 1, 'down': 1, 'padding': 0, 'gain': np.sqrt(2), 'slope': 0.2, 'clamp': None,
+              'flip_filter': False, 'fu': None, 'fd': None, **kwargs}
+    y_shape = ops.filtered_lrelu(x, impl='ref', b=b, **kwargs).shape
+    dy = rng.standard_normal(y_shape).astype(np.float32)
+    y, dx, y_s, dx_s, signs = _raw_pair(custom_ops.load_library(), x, b, dy, kwargs)
+    assert signs.dtype == tf.int32 and signs.shape[-1] == (x.shape[-1] + 15) // 16
+    assert np.array_equal(y_s.numpy(), y.numpy()), kwargs
+    assert np.array_equal(dx_s.numpy(), dx.numpy()), kwargs
+    if case.startswith('big'):
+        assert np.mean(dx.numpy() != 0) > 0.5 and np.any(signs.numpy() != 0)
+
+
+def test_sign_bit_codes_are_the_activations_derivative():
+    """Codes per intermediate sample: 0 where v >= 0, 1 where v < 0, 2 where clamped (v = upsampled x + b)."""
+    lib = custom_ops.load_library()
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal([2, 3, 4, 18]).astype(np.float32)           # 18 channels: two words, one partial.
+    b = rng.standard_normal([18]).astype(np.float32)
+    attrs = dict(up=1, down=1, padding=[0, 0, 0, 0], gain=1.0, slope=0.2, clamp=0.8, flip_filter=False)
+    one = tf.ones([1])
+    _, signs = lib.afgan_filtered_lrelu_signs(x=x, fu=one, fd=one, b=b, **attrs)
+    words = signs.numpy().view(np.uint32)
+    assert words.shape == (2, 3, 4, 2)
+    v = x + b
+    codes = np.stack([(words[..., c // 16] >> (2 * (c % 16))) & 3 for c in range(18)], -1)
+    expected = np.where(np.abs(np.where(v >= 0, v, v * 0.2)) > 0.8, 2, np.where(v >= 0, 0, 1))
+    assert np.array_equal(codes, expected)
+    assert np.all(words[..., 1] >> 4 == 0)                              # Unused channels of the last word.
+
+
+def test_sign_bit_gradient_rejects_mismatched_codes():
+    lib = custom_ops.load_library()
+    x = tf.zeros([1, 4, 4, 3])
+    one = tf.ones([1])
+    args = dict(up=1, down=1, padding=[0, 0, 0, 0], gain=1.0, slope=0.2, clamp=-1.0, flip_filter=False)
+    _, signs = lib.afgan_filtered_lrelu_signs(x=x, fu=one, fd=one, b=tf.zeros([3]), **args)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match='signs must have shape'):
+        lib.afgan_filtered_lrelu_signs_grad(dy=tf.zeros([1, 4, 4, 3]), signs=signs[:, :2], x_shape=[1, 4, 4, 3],
+                                            fu=one, fd=one, b=tf.zeros([3]), **args)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match='x_shape'):
+        lib.afgan_filtered_lrelu_signs_grad(dy=tf.zeros([1, 4, 4, 3]), signs=signs, x_shape=[1, 4, 4],
+                                            fu=one, fd=one, b=tf.zeros([3]), **args)
+
+
+def test_wrapper_uses_the_sign_bit_pair_on_a_cpu_machine():
+    assert custom_ops.sign_bit_gradient()
+    x = tf.constant(np.random.default_rng(3).standard_normal([1, 6, 6, 2]).astype(np.float32))
+    graph = tf.function(lambda x: tf.gradients(ops.filtered_lrelu(x, impl='custom'), x)[0]).get_concrete_function(x).graph
+    types = {op.type for op in graph.get_operations()}
+    assert {'AfganFilteredLreluSigns', 'AfganFilteredLreluSignsGrad'} <= types and 'AfganFilteredLreluGrad' not in types
