@@ -167,8 +167,6 @@ def main():
     parser.add_argument('--gamma', type=float, default=0.5)
     parser.add_argument('--steps', type=int, default=16, help='Timed steps (a multiple of the R1 interval, 16).')
     parser.add_argument('--precision', default='float32', help='Comma-separated: float32, bfloat16, float16.')
-    parser.add_argument('--sign-bit', default='1', help='Comma-separated 1 / 0: the fused op with the sign-bit '
-                        'gradient (the default without a GPU) and / or recomputing the pre-activation.')
     parser.add_argument('--nvlabs', default=None, help='A checkout of NVlabs/stylegan3 (needs PyTorch).')
     parser.add_argument('--profile', default=None, help='Write a TensorFlow profiler trace of our steps here.')
     parser.add_argument('--workdir', default='/tmp/bench_train_step')
@@ -180,17 +178,13 @@ def main():
               f'cbase {args.cbase}, cmax {args.cmax}, CPU')
     results = {}
     for precision in args.precision.split(','):
-        for sign_bit in args.sign_bit.split(','):
-            os.environ['AFGAN_TF_SIGN_BIT'] = sign_bit          # Read when the step is traced.
-            name = f'afgan_tf ({precision}' + ('' if args.sign_bit == '1' else
-                                                ', sign-bit gradient' if sign_bit == '1' else ', recomputing') + ')'
-            results[name] = ours(args, precision, data)
-            print(f'{name}: {results[name]:.1f} sec/kimg', flush=True)
+        results[f'afgan_tf ({precision})'] = ours(args, precision, data)
+        print(f'afgan_tf {precision}: {results[f"afgan_tf ({precision})"]:.1f} sec/kimg', flush=True)
     if args.nvlabs:
         results['NVIDIA (PyTorch)'] = nvidia(args, data)
         print(f'NVIDIA: {results["NVIDIA (PyTorch)"]:.1f} sec/kimg', flush=True)
     first = next(iter(results.values()))
-    print(f'\n| implementation | sec/kimg | relative to {next(iter(results))} |  ({config})')
+    print(f'\n| implementation | sec/kimg | relative to afgan_tf ({args.precision.split(",")[0]}) |  ({config})')
     print('|---|---|---|')
     for name, value in results.items():
         print(f'| {name} | {value:.1f} | {value / first:.2f}x |')

@@ -3,9 +3,7 @@
 Layout follows TensorFlow's custom-op template:
 
 * ``cc/ops/filtered_lrelu_ops.cc``: op registration and shape functions of
-  ``AfganFilteredLrelu`` and its backward op ``AfganFilteredLreluGrad``, and of the sign-bit
-  pair ``AfganFilteredLreluSigns`` / ``AfganFilteredLreluSignsGrad`` (CPU: the forward also
-  returns the activation's derivative codes, which the gradient reads instead of x);
+  ``AfganFilteredLrelu`` and its backward op ``AfganFilteredLreluGrad``;
 * ``cc/kernels/filtered_lrelu_kernels.cc``: the TensorFlow kernels (CPU and GPU);
 * ``cc/kernels/filtered_lrelu_cpu.cc``: fused C++ CPU loops without TensorFlow, one
   copy per instruction set (AVX-512, AVX2, baseline) chosen at run time;
@@ -98,22 +96,6 @@ def _filter_tensor(f):
     return tf.constant(np.ones([1], np.float32) if f is None else np.asarray(f, np.float32))
 
 
-def sign_bit_gradient():
-    """Whether the op runs as its sign-bit variant: the forward also writes the activation's derivative
-    (2 bits per value) and the gradient reads it instead of recomputing the upsampling pass. CPU
-    kernels only, so on machines without a GPU; ``AFGAN_TF_SIGN_BIT=0`` turns it off (read when a
-    graph is built)."""
-    global _no_gpu
-    if _no_gpu is None:
-        _no_gpu = not tf.config.list_physical_devices('GPU')
-    return _no_gpu and os.environ.get(SIGN_BIT_ENV, '1') != '0'
-
-
-SIGN_BIT_ENV = 'AFGAN_TF_SIGN_BIT'
-_no_gpu = None
-_ATTRS = ('up', 'down', 'padding', 'gain', 'slope', 'clamp', 'flip_filter')
-
-
 def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np.sqrt(2), slope=0.2, clamp=None,
                    flip_filter=False):
     """The fused op; same arguments and result as ``afgan_tf.ops.filtered_lrelu``."""
@@ -125,33 +107,20 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np
     in_dtype = x.dtype
     x = tf.cast(x, tf.float32)
     b = tf.zeros([x.shape[-1]], tf.float32) if b is None else tf.cast(b, tf.float32)
-    kwargs = dict(x=x, fu=_filter_tensor(fu), fd=_filter_tensor(fd), b=b, up=int(up), down=int(down),
-                  padding=list(padding), gain=float(gain), slope=float(slope),
-                  clamp=-1.0 if clamp is None else float(clamp), flip_filter=bool(flip_filter))
-    if sign_bit_gradient():
-        y, _ = lib.afgan_filtered_lrelu_signs(**kwargs)
-    else:
-        y = lib.afgan_filtered_lrelu(**kwargs)
+    y = lib.afgan_filtered_lrelu(
+        x=x, fu=_filter_tensor(fu), fd=_filter_tensor(fd), b=b, up=int(up), down=int(down),
+        padding=list(padding), gain=float(gain), slope=float(slope),
+        clamp=-1.0 if clamp is None else float(clamp), flip_filter=bool(flip_filter))
     return tf.cast(y, in_dtype)
 
 
 def _register_gradient():
     @tf.RegisterGradient('AfganFilteredLrelu')
     def _filtered_lrelu_grad(op, dy):
-        attrs = {name: op.get_attr(name) for name in _ATTRS}
+        attrs = {name: op.get_attr(name) for name in ('up', 'down', 'padding', 'gain', 'slope', 'clamp',
+                                                      'flip_filter')}
         x, fu, fd, b = op.inputs
         dx = load_library().afgan_filtered_lrelu_grad(dy=dy, x=x, fu=fu, fd=fd, b=b, **attrs)
-        db = tf.reduce_sum(dx, axis=[0, 1, 2])
-        return [dx, None, None, db]
-
-    @tf.RegisterGradient('AfganFilteredLreluSigns')
-    def _filtered_lrelu_signs_grad(op, dy, _):
-        attrs = {name: op.get_attr(name) for name in _ATTRS}
-        x, fu, fd, b = op.inputs
-        # A static shape as a constant: the gradient then does not keep x alive until the backward pass.
-        shape = tf.constant(x.shape.as_list(), tf.int32) if x.shape.is_fully_defined() else tf.shape(x)
-        dx = load_library().afgan_filtered_lrelu_signs_grad(dy=dy, signs=op.outputs[1], x_shape=shape, fu=fu, fd=fd,
-                                                            b=b, **attrs)
         db = tf.reduce_sum(dx, axis=[0, 1, 2])
         return [dx, None, None, db]
 

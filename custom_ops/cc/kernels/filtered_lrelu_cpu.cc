@@ -92,24 +92,24 @@ Isa SelectedIsa() {
 }
 
 void Forward(const AfganFlreluParams& p, const float* fu, const float* fd, const float* x, const float* b, float* y,
-             uint32_t* signs, const ParallelFor& parallel_for) {
+             const ParallelFor& parallel_for) {
   switch (SelectedIsa()) {
 #if AFGAN_X86_DISPATCH
-    case Isa::kAvx512: return isa_avx512::Forward(p, fu, fd, x, b, y, signs, parallel_for);
-    case Isa::kAvx2: return isa_avx2::Forward(p, fu, fd, x, b, y, signs, parallel_for);
+    case Isa::kAvx512: return isa_avx512::Forward(p, fu, fd, x, b, y, parallel_for);
+    case Isa::kAvx2: return isa_avx2::Forward(p, fu, fd, x, b, y, parallel_for);
 #endif
-    default: return isa_baseline::Forward(p, fu, fd, x, b, y, signs, parallel_for);
+    default: return isa_baseline::Forward(p, fu, fd, x, b, y, parallel_for);
   }
 }
 
 void Backward(const AfganFlreluParams& p, const float* fu, const float* fd, const float* dy, const float* x,
-              const float* b, const uint32_t* signs, float* dx, const ParallelFor& parallel_for) {
+              const float* b, float* dx, const ParallelFor& parallel_for) {
   switch (SelectedIsa()) {
 #if AFGAN_X86_DISPATCH
-    case Isa::kAvx512: return isa_avx512::Backward(p, fu, fd, dy, x, b, signs, dx, parallel_for);
-    case Isa::kAvx2: return isa_avx2::Backward(p, fu, fd, dy, x, b, signs, dx, parallel_for);
+    case Isa::kAvx512: return isa_avx512::Backward(p, fu, fd, dy, x, b, dx, parallel_for);
+    case Isa::kAvx2: return isa_avx2::Backward(p, fu, fd, dy, x, b, dx, parallel_for);
 #endif
-    default: return isa_baseline::Backward(p, fu, fd, dy, x, b, signs, dx, parallel_for);
+    default: return isa_baseline::Backward(p, fu, fd, dy, x, b, dx, parallel_for);
   }
 }
 

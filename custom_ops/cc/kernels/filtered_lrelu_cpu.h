@@ -34,18 +34,12 @@ Isa SupportedIsa();
 Isa SelectedIsa();
 const char* IsaName(Isa isa);
 
-// The activation's derivative at every intermediate (tmp-resolution) sample, 2 bits per channel:
-// uint32 words [n][afgan_tmp_h][afgan_tmp_w][SignBlocks(c)].
-inline int SignBlocks(int channels) { return (channels + 15) / 16; }
-
 // y = filtered_lrelu(x); fu, fd are the raw filters (afgan_fu_count / afgan_fd_count floats).
-// signs: NULL, or where the derivative codes go (for Backward; the sign-bit gradient).
 void Forward(const AfganFlreluParams& p, const float* fu, const float* fd, const float* x, const float* b, float* y,
-             uint32_t* signs, const ParallelFor& parallel_for);
-// dx for the upstream gradient dy (the bias gradient is the sum of dx over N, H, W): from the
-// forward's codes `signs`, or, when it is NULL, rebuilding the pre-activation from x and b.
+             const ParallelFor& parallel_for);
+// dx for the upstream gradient dy (the bias gradient is the sum of dx over N, H, W).
 void Backward(const AfganFlreluParams& p, const float* fu, const float* fd, const float* dy, const float* x,
-              const float* b, const uint32_t* signs, float* dx, const ParallelFor& parallel_for);
+              const float* b, float* dx, const ParallelFor& parallel_for);
 
 }  // namespace cpu
 }  // namespace afgan

@@ -29,7 +29,6 @@ struct Taps {
 };
 
 constexpr int kCB = 16;   // Channels per work unit.
-static_assert(kCB == 16, "SignCodes packs the 2-bit codes of one block into 32 bits (SignBlocks in filtered_lrelu_cpu.h)");
 
 // 16 channels as one value (GCC/Clang vector extension): every channel loop below is one
 // vector operation of the instruction set this copy is compiled for.
@@ -59,31 +58,6 @@ inline Vec ActGradV(Vec v, float gain, float slope, float clamp) {
     const Vec a = (v >= 0.f ? v : v * slope) * gain;
     d = (a > clamp || a < -clamp) ? zero : d;
   }
-  return d;
-}
-
-// The activation's derivative as a 2-bit code per channel (the sign-bit gradient: the
-// forward stores what the gradient needs instead of the gradient recomputing the
-// pre-activation): 0 = v >= 0 (gain), 1 = v < 0 (gain * slope), 2 = clamped (0). Channel c
-// of a 16-channel block takes bits 2c and 2c + 1 of one 32-bit word.
-inline uint32_t SignCodes(const Vec& v, float gain, float slope, float clamp) {
-  uint32_t bits = 0;
-  for (int c = 0; c < kCB; ++c) {
-    uint32_t code = v[c] >= 0.f ? 0u : 1u;
-    if (clamp >= 0.f) {
-      const float a = (v[c] >= 0.f ? v[c] : v[c] * slope) * gain;
-      if (a > clamp || a < -clamp) code = 2u;
-    }
-    bits |= code << (2 * c);
-  }
-  return bits;
-}
-
-// The factors of SignCodes' codes: the values ActGradV gives for the same pre-activation.
-inline Vec SignFactors(uint32_t bits, float gain, float slope) {
-  const float factor[4] = {gain, gain * slope, 0.f, 0.f};
-  Vec d;
-  for (int c = 0; c < kCB; ++c) d[c] = factor[(bits >> (2 * c)) & 3u];
   return d;
 }
 
@@ -275,72 +249,35 @@ struct TileWriter {
   }
 };
 
-// Where a work unit's code words go: signs[n][tmp_y][tmp_x][block] of the whole intermediate
-// image. Neighbouring tiles' intermediate regions overlap; each word is written by one unit
-// only, the tile whose region starts at or before it and the next one's after it.
-struct SignStore {
-  uint32_t* signs;
-  int tmp_h, tmp_w, blocks;
-  uint32_t* Word(int n, int ty, int tx, int c0) const {
-    return signs + ((static_cast<int64_t>(n) * tmp_h + ty) * tmp_w + tx) * blocks + c0 / kCB;
-  }
-};
-
-// The part [lo, end) of a tile's intermediate span that the tile writes codes for.
-AfganSpan OwnedSpan(const AfganPass& down_pass, AfganSpan region, AfganSpan tile, int out_len) {
-  int end = region.lo + region.len;
-  if (tile.lo + tile.len < out_len) {
-    const int next = afgan_input_span(down_pass, tile.lo + tile.len, 1).lo;
-    end = next < end ? next : end;
-  }
-  return AfganSpan{region.lo, end > region.lo ? end - region.lo : 0};
-}
-
 void ForwardUnit(const AfganFlreluParams& p, const AfganPlan& plan, const PlanTaps& pt, const Taps& taps,
-                 const float* x, const float* b, float* y, const SignStore* signs, int n, int c0, AfganSpan oy,
-                 AfganSpan ox, Buffers& buf) {
+                 const float* x, const float* b, float* y, int n, int c0, AfganSpan oy, AfganSpan ox, Buffers& buf) {
   const AfganTileRegions r = afgan_forward_regions(plan, oy.lo, oy.len, ox.lo, ox.len);
   float *s0 = buf.s0, *s1 = buf.s1, *s2 = buf.s2;
   Load(x, b, p.h, p.w, p.c, n, c0, r.iy, r.ix, s0);
-  const AfganSpan own_y = signs ? OwnedSpan(plan.fwd_down[1], r.ry, oy, afgan_out_h(p)) : AfganSpan{0, 0};
-  const AfganSpan own_x = signs ? OwnedSpan(plan.fwd_down[0], r.rx, ox, afgan_out_w(p)) : AfganSpan{0, 0};
   TwoPass(s0, s1, r.iy, r.ix, pt.fwd_up, p.fu_w, taps.up.data(), p.fu_2d, r.ry, r.rx,
           [&](int i, int j, const Vec& acc) {
             StoreV(s2 + (static_cast<int64_t>(i) * r.rx.len + j) * kCB, ActV(acc, p.gain, p.slope, p.clamp));
-            if (signs != nullptr && i < own_y.len && j < own_x.len) {
-              *signs->Word(n, r.ry.lo + i, r.rx.lo + j, c0) = SignCodes(acc, p.gain, p.slope, p.clamp);
-            }
           });
   TwoPass(s2, s1, r.ry, r.rx, pt.fwd_down, p.fd_w, taps.down.data(), p.fd_2d, oy, ox,
           TileWriter{y, afgan_out_h(p), afgan_out_w(p), p.c, n, c0, oy, ox});
 }
 
-// The gradient of one tile of dx. With `signs` (the forward's codes) the activation's derivative
-// is read; without, the pre-activation is rebuilt from x and b. Both give the same bits.
 void BackwardUnit(const AfganFlreluParams& p, const AfganPlan& plan, const PlanTaps& pt, const Taps& taps,
-                  const float* dy, const float* x, const float* b, const SignStore* signs, float* dx, int n, int c0,
-                  AfganSpan oy, AfganSpan ox, Buffers& buf) {
+                  const float* dy, const float* x, const float* b, float* dx, int n, int c0, AfganSpan oy,
+                  AfganSpan ox, Buffers& buf) {
   const AfganTileRegions r = afgan_backward_regions(plan, oy.lo, oy.len, ox.lo, ox.len);
   float *s0 = buf.s0, *s1 = buf.s1, *s2 = buf.s2;
-  // G = transposed down pass of dy over the intermediate region (times act', from the codes).
+  // G = transposed down pass of dy over the intermediate region.
   Load(dy, nullptr, afgan_out_h(p), afgan_out_w(p), p.c, n, c0, r.dy, r.dx, s0);
   TwoPass(s0, s1, r.dy, r.dx, pt.bwd_down, p.fd_w, taps.down_rev.data(), p.fd_2d, r.ry, r.rx,
+          [&](int i, int j, const Vec& acc) { StoreV(s2 + (static_cast<int64_t>(i) * r.rx.len + j) * kCB, acc); });
+  // G *= act'(pre-activation), rebuilt from x.
+  Load(x, b, p.h, p.w, p.c, n, c0, r.iy, r.ix, s0);
+  TwoPass(s0, s1, r.iy, r.ix, pt.fwd_up, p.fu_w, taps.up.data(), p.fu_2d, r.ry, r.rx,
           [&](int i, int j, const Vec& acc) {
             float* d = s2 + (static_cast<int64_t>(i) * r.rx.len + j) * kCB;
-            if (signs != nullptr) {
-              StoreV(d, acc * SignFactors(*signs->Word(n, r.ry.lo + i, r.rx.lo + j, c0), p.gain, p.slope));
-            } else {
-              StoreV(d, acc);
-            }
+            StoreV(d, LoadV(d) * ActGradV(acc, p.gain, p.slope, p.clamp));
           });
-  if (signs == nullptr) {   // G *= act'(pre-activation), rebuilt from x.
-    Load(x, b, p.h, p.w, p.c, n, c0, r.iy, r.ix, s0);
-    TwoPass(s0, s1, r.iy, r.ix, pt.fwd_up, p.fu_w, taps.up.data(), p.fu_2d, r.ry, r.rx,
-            [&](int i, int j, const Vec& acc) {
-              float* d = s2 + (static_cast<int64_t>(i) * r.rx.len + j) * kCB;
-              StoreV(d, LoadV(d) * ActGradV(acc, p.gain, p.slope, p.clamp));
-            });
-  }
   // dx = transposed up pass of G.
   TwoPass(s2, s1, r.ry, r.rx, pt.bwd_up, p.fu_w, taps.up_rev.data(), p.fu_2d, oy, ox,
           TileWriter{dx, p.h, p.w, p.c, n, c0, oy, ox});
@@ -387,30 +324,22 @@ void ForEachUnit(const AfganFlreluParams& p, bool backward, const ParallelFor& p
 }
 
 // Entry points of this instruction set (the parameters are valid: afgan_check_params).
-// signs: NULL, or the forward's codes [n][tmp_h][tmp_w][ceil(c / 16)] (written by Forward, read
-// by Backward, which then needs neither x nor b).
 void Forward(const AfganFlreluParams& p, const float* fu, const float* fd, const float* x, const float* b, float* y,
-             uint32_t* signs, const ParallelFor& parallel_for) {
+             const ParallelFor& parallel_for) {
   const Taps taps(p, fu, fd);
   const AfganPlan plan = afgan_make_plan(p);
   const PlanTaps plan_taps(plan);
-  const int blocks = (p.c + kCB - 1) / kCB;
-  const SignStore store{signs, afgan_tmp_h(p), afgan_tmp_w(p), blocks};
-  if (signs != nullptr) {   // Words that no tile needs (no output reads them) stay 0.
-    std::fill(signs, signs + static_cast<int64_t>(p.n) * store.tmp_h * store.tmp_w * blocks, 0u);
-  }
   ForEachUnit(p, false, parallel_for, [&](int n, int c0, AfganSpan oy, AfganSpan ox, Buffers& buf) {
-    ForwardUnit(p, plan, plan_taps, taps, x, b, y, signs ? &store : nullptr, n, c0, oy, ox, buf);
+    ForwardUnit(p, plan, plan_taps, taps, x, b, y, n, c0, oy, ox, buf);
   });
 }
 
 void Backward(const AfganFlreluParams& p, const float* fu, const float* fd, const float* dy, const float* x,
-              const float* b, const uint32_t* signs, float* dx, const ParallelFor& parallel_for) {
+              const float* b, float* dx, const ParallelFor& parallel_for) {
   const Taps taps(p, fu, fd);
   const AfganPlan plan = afgan_make_plan(p);
   const PlanTaps plan_taps(plan);
-  const SignStore store{const_cast<uint32_t*>(signs), afgan_tmp_h(p), afgan_tmp_w(p), (p.c + kCB - 1) / kCB};
   ForEachUnit(p, true, parallel_for, [&](int n, int c0, AfganSpan oy, AfganSpan ox, Buffers& buf) {
-    BackwardUnit(p, plan, plan_taps, taps, dy, x, b, signs ? &store : nullptr, dx, n, c0, oy, ox, buf);
+    BackwardUnit(p, plan, plan_taps, taps, dy, x, b, dx, n, c0, oy, ox, buf);
   });
 }

@@ -20,7 +20,6 @@
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
-#include "tensorflow/core/framework/tensor_types.h"
 #include "filtered_lrelu.h"
 #include "filtered_lrelu_cpu.h"
 
@@ -35,7 +34,6 @@ using ::tensorflow::OpKernelConstruction;
 using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
-using ::tensorflow::TensorShapeUtils;
 namespace errors = ::tensorflow::errors;
 
 // ---------------------------------------------------------------------------
@@ -75,19 +73,15 @@ class FilteredLreluBase : public OpKernel {
   // status names the argument.
   void Setup(OpKernelContext* ctx, const Tensor& x, const Tensor& fu, const Tensor& fd, const Tensor& b,
              AfganFlreluParams* p) {
-    Setup(ctx, x.shape(), fu, fd, b, p);
-  }
-  void Setup(OpKernelContext* ctx, const TensorShape& x, const Tensor& fu, const Tensor& fd, const Tensor& b,
-             AfganFlreluParams* p) {
     OP_REQUIRES(ctx, x.dims() == 4,
                 errors::InvalidArgument("x must be 4-D NHWC [batch, height, width, channels], got shape ",
-                                        x.DebugString()));
+                                        x.shape().DebugString()));
     OP_REQUIRES(ctx, x.dim_size(1) >= 1 && x.dim_size(2) >= 1 && x.dim_size(3) >= 1 &&
                          x.dim_size(1) <= AFGAN_FLRELU_MAX_DIM && x.dim_size(2) <= AFGAN_FLRELU_MAX_DIM &&
-                         x.num_elements() <= AFGAN_FLRELU_MAX_ELEMENTS,
+                         x.NumElements() <= AFGAN_FLRELU_MAX_ELEMENTS,
                 errors::InvalidArgument("x must have height and width in [1, ", AFGAN_FLRELU_MAX_DIM,
                                         "], channels >= 1 and at most ", AFGAN_FLRELU_MAX_ELEMENTS,
-                                        " elements, got shape ", x.DebugString()));
+                                        " elements, got shape ", x.shape().DebugString()));
     for (const Tensor* f : {&fu, &fd}) {
       const char* name = f == &fu ? "fu" : "fd";
       OP_REQUIRES(ctx, f->dims() == 1 || f->dims() == 2,
@@ -125,7 +119,7 @@ class FilteredLreluBase : public OpKernel {
     p->fd_h = static_cast<int>(fd.dim_size(0));
     const int code = afgan_check_params(*p);
     OP_REQUIRES(ctx, code == AFGAN_FLRELU_OK,
-                errors::InvalidArgument(afgan_flrelu_error(code), " (x ", x.DebugString(), ", up ", up_,
+                errors::InvalidArgument(afgan_flrelu_error(code), " (x ", x.shape().DebugString(), ", up ", up_,
                                         ", down ", down_, ", padding [", padding_[0], ", ", padding_[1], ", ",
                                         padding_[2], ", ", padding_[3], "], fu ", fu.shape().DebugString(), ", fd ",
                                         fd.shape().DebugString(), ")"));
@@ -145,10 +139,9 @@ cpu::ParallelFor ThreadPoolFor(OpKernelContext* ctx) {
   };
 }
 
-// The forward on the CPU; with `signs` (AfganFilteredLreluSigns) it also writes the derivative codes.
 class FilteredLreluCpuOp : public FilteredLreluBase {
  public:
-  explicit FilteredLreluCpuOp(OpKernelConstruction* ctx, bool signs = false) : FilteredLreluBase(ctx), signs_(signs) {}
+  using FilteredLreluBase::FilteredLreluBase;
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor &x = ctx->input(0), &fu = ctx->input(1), &fd = ctx->input(2), &b = ctx->input(3);
@@ -157,27 +150,10 @@ class FilteredLreluCpuOp : public FilteredLreluBase {
     if (!ctx->status().ok()) return;
     Tensor* y = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({p.n, afgan_out_h(p), afgan_out_w(p), p.c}), &y));
-    Tensor* signs = nullptr;
-    if (signs_) {
-      OP_REQUIRES_OK(ctx, ctx->allocate_output(1, SignsShape(p), &signs));
-    }
     if (p.n == 0) return;
     cpu::Forward(p, fu.flat<float>().data(), fd.flat<float>().data(), x.flat<float>().data(),
-                 b.flat<float>().data(), y->flat<float>().data(),
-                 signs ? reinterpret_cast<uint32_t*>(signs->flat<int32_t>().data()) : nullptr, ThreadPoolFor(ctx));
+                 b.flat<float>().data(), y->flat<float>().data(), ThreadPoolFor(ctx));
   }
-
-  static TensorShape SignsShape(const AfganFlreluParams& p) {
-    return TensorShape({p.n, afgan_tmp_h(p), afgan_tmp_w(p), cpu::SignBlocks(p.c)});
-  }
-
- private:
-  bool signs_;
-};
-
-class FilteredLreluSignsCpuOp : public FilteredLreluCpuOp {
- public:
-  explicit FilteredLreluSignsCpuOp(OpKernelConstruction* ctx) : FilteredLreluCpuOp(ctx, true) {}
 };
 
 class FilteredLreluGradCpuOp : public FilteredLreluBase {
@@ -198,49 +174,12 @@ class FilteredLreluGradCpuOp : public FilteredLreluBase {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &dx));
     if (p.n == 0) return;
     cpu::Backward(p, fu.flat<float>().data(), fd.flat<float>().data(), dy.flat<float>().data(),
-                  x.flat<float>().data(), b.flat<float>().data(), nullptr, dx->flat<float>().data(),
-                  ThreadPoolFor(ctx));
-  }
-};
-
-// The sign-bit gradient: dx from dy and the forward's codes (x itself is not needed, its shape is).
-class FilteredLreluSignsGradCpuOp : public FilteredLreluBase {
- public:
-  using FilteredLreluBase::FilteredLreluBase;
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor &dy = ctx->input(0), &signs = ctx->input(1), &x_shape = ctx->input(2), &fu = ctx->input(3),
-                 &fd = ctx->input(4), &b = ctx->input(5);
-    OP_REQUIRES(ctx, x_shape.dims() == 1 && x_shape.NumElements() == 4,
-                errors::InvalidArgument("x_shape must be the 4 dimensions of x, got shape ",
-                                        x_shape.shape().DebugString()));
-    TensorShape shape;
-    OP_REQUIRES_OK(ctx, TensorShapeUtils::MakeShape(x_shape.vec<int32_t>(), &shape));
-    AfganFlreluParams p;
-    Setup(ctx, shape, fu, fd, b, &p);
-    if (!ctx->status().ok()) return;
-    const TensorShape y_shape({p.n, afgan_out_h(p), afgan_out_w(p), p.c});
-    OP_REQUIRES(ctx, dy.shape() == y_shape,
-                errors::InvalidArgument("dy must have the output's shape ", y_shape.DebugString(), ", got ",
-                                        dy.shape().DebugString()));
-    const TensorShape signs_shape = FilteredLreluCpuOp::SignsShape(p);
-    OP_REQUIRES(ctx, signs.shape() == signs_shape,
-                errors::InvalidArgument("signs must have shape ", signs_shape.DebugString(),
-                                        " (the forward's), got ", signs.shape().DebugString()));
-    Tensor* dx = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, shape, &dx));
-    if (p.n == 0) return;
-    cpu::Backward(p, fu.flat<float>().data(), fd.flat<float>().data(), dy.flat<float>().data(), nullptr, nullptr,
-                  reinterpret_cast<const uint32_t*>(signs.flat<int32_t>().data()), dx->flat<float>().data(),
-                  ThreadPoolFor(ctx));
+                  x.flat<float>().data(), b.flat<float>().data(), dx->flat<float>().data(), ThreadPoolFor(ctx));
   }
 };
 
 REGISTER_KERNEL_BUILDER(Name("AfganFilteredLrelu").Device(::tensorflow::DEVICE_CPU), FilteredLreluCpuOp);
 REGISTER_KERNEL_BUILDER(Name("AfganFilteredLreluGrad").Device(::tensorflow::DEVICE_CPU), FilteredLreluGradCpuOp);
-REGISTER_KERNEL_BUILDER(Name("AfganFilteredLreluSigns").Device(::tensorflow::DEVICE_CPU), FilteredLreluSignsCpuOp);
-REGISTER_KERNEL_BUILDER(Name("AfganFilteredLreluSignsGrad").Device(::tensorflow::DEVICE_CPU).HostMemory("x_shape"),
-                        FilteredLreluSignsGradCpuOp);
 
 #if GOOGLE_CUDA
 // ---------------------------------------------------------------------------

@@ -82,16 +82,6 @@ Status FilteredLreluShape(InferenceContext* c) {
   TF_RETURN_IF_ERROR(out_dim(1, fu_h, fd_h, padding[2], padding[3], &out_h));
   TF_RETURN_IF_ERROR(out_dim(2, fu_w, fd_w, padding[0], padding[1], &out_w));
   c->set_output(0, c->MakeShape({c->Dim(x, 0), out_h, out_w, channels}));
-  if (c->num_outputs() > 1) {   // The sign-bit variant: the derivative codes [N, tmp_h, tmp_w, ceil(C / 16)].
-    auto tmp_dim = [&](int axis, int64_t fu, int p0, int p1) {
-      const int64_t in = c->Value(c->Dim(x, axis));
-      return in < 0 || fu < 0 ? c->UnknownDim() : c->MakeDim(in * up + p0 + p1 - fu + 1);
-    };
-    const int64_t ch = c->Value(channels);
-    c->set_output(1, c->MakeShape({c->Dim(x, 0), tmp_dim(1, fu_h, padding[2], padding[3]),
-                                   tmp_dim(2, fu_w, padding[0], padding[1]),
-                                   ch < 0 ? c->UnknownDim() : c->MakeDim((ch + 15) / 16)}));
-  }
   return Status();
 }
 
@@ -138,56 +128,6 @@ REGISTER_OP("AfganFilteredLreluGrad")
     .Doc(R"doc(
 Gradient of AfganFilteredLrelu with respect to x (the bias gradient is the sum of dx
 over batch, height and width). Recomputes the pre-activation from x instead of storing it.
-)doc");
-
-REGISTER_OP("AfganFilteredLreluSigns")
-    .Input("x: float")
-    .Input("fu: float")
-    .Input("fd: float")
-    .Input("b: float")
-    .Output("y: float")
-    .Output("signs: int32")
-    .Attr("up: int >= 1")
-    .Attr("down: int >= 1")
-    .Attr("padding: list(int)")
-    .Attr("gain: float")
-    .Attr("slope: float")
-    .Attr("clamp: float")
-    .Attr("flip_filter: bool")
-    .SetShapeFn(FilteredLreluShape)
-    .Doc(R"doc(
-AfganFilteredLrelu that also returns `signs`, the activation's derivative at every
-intermediate sample as a 2-bit code per channel (0: slope 1, 1: negative, 2: clamped),
-16 channels per 32-bit word, [N, tmp_h, tmp_w, ceil(C / 16)]: the gradient reads them
-(AfganFilteredLreluSignsGrad) instead of recomputing the upsampling pass. CPU only.
-)doc");
-
-REGISTER_OP("AfganFilteredLreluSignsGrad")
-    .Input("dy: float")
-    .Input("signs: int32")
-    .Input("x_shape: int32")
-    .Input("fu: float")
-    .Input("fd: float")
-    .Input("b: float")
-    .Output("dx: float")
-    .Attr("up: int >= 1")
-    .Attr("down: int >= 1")
-    .Attr("padding: list(int)")
-    .Attr("gain: float")
-    .Attr("slope: float")
-    .Attr("clamp: float")
-    .Attr("flip_filter: bool")
-    .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle out;
-      TF_RETURN_IF_ERROR(c->MakeShapeFromShapeTensor(2, &out));
-      TF_RETURN_IF_ERROR(c->WithRank(out, 4, &out));
-      c->set_output(0, out);
-      return Status();
-    })
-    .Doc(R"doc(
-Gradient of AfganFilteredLreluSigns with respect to x, from the forward's `signs`
-(`x_shape`: the shape of x; `b` only fixes the channel count). Bit-identical to
-AfganFilteredLreluGrad, without x.
 )doc");
 
 }  // namespace afgan
