@@ -30,7 +30,7 @@ import keras
 
 from afgan_tf.training import augment
 from afgan_tf.training import loss as losses
-from afgan_tf.training.optimizers import torch_lerp
+from afgan_tf.training.optimizers import assign_parts, flat_concat, torch_lerp
 from afgan_tf.training.randomness import RandomSource
 
 
@@ -406,11 +406,8 @@ class GAN(keras.Model):
             # One lerp over the concatenated parameters (the same elementwise operations, a fraction of the ops).
             params = [(src, dst) for src, dst, trainable in pairs if trainable]
             if params:
-                sizes = [int(np.prod(dst.shape)) for _, dst in params]
-                flat = lambda xs: tf.concat([tf.reshape(tf.convert_to_tensor(x), [-1]) for x in xs], 0)
-                mixed = torch_lerp(flat([s for s, _ in params]), flat([d for _, d in params]), beta)
-                for part, (_, dst) in zip(tf.split(mixed, sizes), params):
-                    dst.assign(tf.reshape(part, dst.shape))
+                targets = [dst for _, dst in params]
+                assign_parts(torch_lerp(flat_concat([src for src, _ in params]), flat_concat(targets), beta), targets)
             for src, dst, trainable in pairs:
                 if not trainable:
                     dst.assign(src)

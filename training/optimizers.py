@@ -61,28 +61,26 @@ class Adam(keras.optimizers.Optimizer):
         grads, variables = zip(*grads_and_vars)
         per_device = list(zip(*[local(v) for v in variables]))
         grads_per_device = list(zip(*[local(g) for g in grads]))
-        lr_per_device = local(learning_rate) if len(local(learning_rate)) == len(per_device) else None
+        rates = local(learning_rate)
         for i, (device_vars, device_grads) in enumerate(zip(per_device, grads_per_device)):
             with tf.device(device_vars[0].device):
-                lr = learning_rate if lr_per_device is None else lr_per_device[i]
+                lr = rates[i] if len(rates) == len(per_device) else learning_rate
                 self._update_group(device_grads, device_vars, lr, device=i)
 
     def _update_group(self, grads, variables, learning_rate, device=0):
         """PyTorch's update of each variable (``device``: which local copy of the optimizer state)."""
+        strategy = tf.distribute.get_strategy()
+        local = lambda x: strategy.experimental_local_results(x.value if isinstance(x, keras.Variable) else x)[device]
         groups = {}
         for g, var in zip(grads, variables):
-            groups.setdefault(var.dtype.base_dtype if hasattr(var.dtype, 'base_dtype') else var.dtype,
-                              []).append((g, var))
+            groups.setdefault(tf.as_dtype(var.dtype), []).append((g, var))
         for dtype, pairs in groups.items():
-            local = lambda x: tf.distribute.get_strategy().experimental_local_results(
-                x.value if isinstance(x, keras.Variable) else x)[device]
             index = [self._get_variable_index(var) for _, var in pairs]
             moments = [local(self._momentums[i]) for i in index]
             velocities = [local(self._velocities[i]) for i in index]
             steps = [local(self._steps[i]) for i in index]
             sizes = [int(np.prod(var.shape)) for _, var in pairs]
-            flat = lambda xs: tf.concat([tf.reshape(tf.cast(x, dtype), [-1]) for x in xs], 0)
-            g, m, v = flat([g for g, _ in pairs]), flat(moments), flat(velocities)
+            g, m, v = (tf.cast(flat_concat(xs), dtype) for xs in ([g for g, _ in pairs], moments, velocities))
             step = tf.stack([tf.convert_to_tensor(t) for t in steps]) + 1.0
             for t, value in zip(steps, tf.unstack(step)):
                 t.assign(value)
@@ -97,14 +95,25 @@ class Adam(keras.optimizers.Optimizer):
             new_v = fused_multiply_add((1.0 - self.beta_2) * g, g, v * self.beta_2)
             denom = tf.sqrt(new_v) / tf.repeat(tf.cast(bias_correction2_sqrt, dtype), sizes) + self.epsilon
             update = (tf.repeat(step_size, sizes) * new_m) / denom
-            for parts, targets in ((new_m, moments), (new_v, velocities)):
-                for part, target in zip(tf.split(parts, sizes), targets):
-                    target.assign(tf.reshape(part, target.shape))
-            for part, (_, var) in zip(tf.split(update, sizes), pairs):
-                var.assign_sub(tf.reshape(part, var.shape))
+            assign_parts(new_m, moments)
+            assign_parts(new_v, velocities)
+            assign_parts(update, [var for _, var in pairs], 'assign_sub')
 
     def get_config(self):
         return {**super().get_config(), 'beta_1': self.beta_1, 'beta_2': self.beta_2, 'epsilon': self.epsilon}
+
+
+def flat_concat(tensors):
+    """The tensors (or variables) flattened and concatenated into one vector."""
+    return tf.concat([tf.reshape(tf.convert_to_tensor(x), [-1]) for x in tensors], 0)
+
+
+def assign_parts(flat, variables, method='assign'):
+    """Calls ``variable.<method>`` with each variable's consecutive part of ``flat`` (flat_concat's
+    layout), reshaped to the variable."""
+    sizes = [int(np.prod(v.shape)) for v in variables]
+    for part, variable in zip(tf.split(flat, sizes), variables):
+        getattr(variable, method)(tf.reshape(part, variable.shape))
 
 
 def fused_multiply_add(a, b, c):
