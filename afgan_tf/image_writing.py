@@ -19,13 +19,17 @@ def to_uint8_tf(images, drange=(-1, 1)):
     return tf.cast(tf.floor(tf.clip_by_value(images, 0, 255)), tf.uint8)
 
 
-def image_grid(images, grid=None, drange=(-1, 1)):
-    """Tiles ``[N, H, W, C]`` images into one ``[gh * H, gw * W, C]`` uint8 image.
+def image_grid(images, grid=None, drange=(-1, 1), scale=1):
+    """Tiles ``[N, H, W, C]`` images into one ``[gh * H * scale, gw * W * scale, C]`` uint8 image.
 
     Args:
         images: Float images in ``drange`` or uint8 images.
         grid: ``(columns, rows)``; default: as square as possible. Missing cells are black.
+        drange: The float range that maps to [0, 255].
+        scale: Integer nearest-neighbour enlargement of every pixel (small samples stay sharp).
     """
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise ValueError(f'scale must be an integer >= 1, got {scale!r}')
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
         raise ValueError(f'images must be [N, H, W, C] with C in (1, 3, 4), got shape {images.shape}')
@@ -42,6 +46,8 @@ def image_grid(images, grid=None, drange=(-1, 1)):
     for i in range(n):
         y, x = divmod(i, gw)
         canvas[y * h:(y + 1) * h, x * w:(x + 1) * w] = images[i]
+    if scale > 1:
+        canvas = np.repeat(np.repeat(canvas, scale, axis=0), scale, axis=1)
     return canvas
 
 
@@ -54,8 +60,14 @@ def save_image(path, image):
     Image.fromarray(image).save(path)
 
 
-def save_image_grid(path, images, grid=None, drange=(-1, 1)):
+def grid_scale(resolution, target=128):
+    """The nearest-neighbour enlargement that brings ``resolution`` samples to about ``target`` pixels
+    (4 for 32x32, 1 from 128 up)."""
+    return max(1, int(target) // max(1, int(resolution)))
+
+
+def save_image_grid(path, images, grid=None, drange=(-1, 1), scale=1):
     """``image_grid`` + ``save_image``; returns the grid array."""
-    canvas = image_grid(images, grid, drange)
+    canvas = image_grid(images, grid, drange, scale)
     save_image(path, canvas)
     return canvas

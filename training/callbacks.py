@@ -102,16 +102,18 @@ class Progress(keras.callbacks.Callback):
 
 
 class SampleGrid(keras.callbacks.Callback):
-    """Writes a grid of G_ema images from fixed latents at the start and after every epoch."""
+    """Writes a grid of G_ema images from fixed latents at the start and after every epoch, each sample
+    enlarged (nearest neighbour) to about 128 pixels so that small ones can be seen."""
 
-    def __init__(self, gan, run, z, c=None, grid=None):
+    def __init__(self, gan, run, z, c=None, grid=None, scale=None):
         super().__init__()
         self.gan, self.run, self.z, self.c, self.grid = gan, run, z, c, grid
+        self.scale = images.grid_scale(gan.G.img_resolution) if scale is None else scale
         self.writer = tf.summary.create_file_writer(str(run.log_dir))
 
     def write(self, tag):
         img = self.gan.G_ema(self.z, self.c).numpy()
-        canvas = images.save_image_grid(self.run.fakes(tag), img, grid=self.grid)
+        canvas = images.save_image_grid(self.run.fakes(tag), img, grid=self.grid, scale=self.scale)
         if self.writer:
             with self.writer.as_default(step=int(self.gan.step.numpy())):
                 tf.summary.image('Samples/G_ema', canvas[np.newaxis])

@@ -364,7 +364,7 @@ def test_init_fine_tunes_an_nvidia_pickle_and_freezed_keeps_the_first_d_blocks(r
     assert options['D_kwargs']['block_kwargs']['freeze_layers'] == 7          # fromrgb, conv0, conv1, skip + 3.
     net = nvidia.load_network_pkl(pkl)
     z = np.random.RandomState(0).randn(16, net['G_ema'].z_dim).astype(np.float32)   # The run's grid latents.
-    expected = image_writing.image_grid(net['G_ema'](z).numpy(), grid=(4, 4)).astype(int)
+    expected = image_writing.image_grid(net['G_ema'](z).numpy(), grid=(4, 4), scale=4).astype(int)   # 32 px x4.
     got = np.asarray(Image.open(run_dir / 'fakes_init.png')).astype(int)
     assert got.shape == expected.shape and np.max(np.abs(got - expected)) <= 1
     trained = network_io.load_network(run_dir / 'network-final')['D'].reference_variables()
