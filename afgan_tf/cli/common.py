@@ -143,44 +143,18 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt(f'signal {signum}')
 
 
-# TensorFlow's start-up lines that mean nothing on a CPU machine (printed before its logging is set up).
-BENIGN_START_LINES = (
-    r'^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$',
-    r'cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine',
-    r'cuda_platform\.cc:\d+\] failed call to cuInit',
-    r'cuda_(dnn|fft|blas)\.cc:\d+\] Unable to register cu',
-    r'computation_placer\.cc:\d+\] computation placer already registered',
-    r'cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized',
-    r'port\.cc:\d+\] oneDNN custom operations are on',           # CPUs where oneDNN is on by default.
-    r'^To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.$',
-)
-
-
 def start_tensorflow():
-    """Imports TensorFlow and lists its devices with the benign start-up lines filtered out of stderr (fd 2);
-    every other line is written back. Does nothing special if the user set TF_CPP_MIN_LOG_LEVEL."""
-    import os
-    import tempfile
+    """Routes stderr (fd 2) through ``log_filter`` for the rest of the run, so that TensorFlow's known,
+    meaningless C++ lines (start-up, grappler, oneDNN) are dropped and every other byte is kept; then imports
+    TensorFlow and lists its devices (where a CPU machine's cuInit fails). Does nothing special if the user
+    set TF_CPP_MIN_LOG_LEVEL (every line stays)."""
     from afgan_tf import cli
+    from afgan_tf.cli import log_filter
     if cli.USER_LOG_LEVEL is not None or 'tensorflow' in sys.modules:
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow as tf
-            tf.config.list_physical_devices()           # Where a CPU machine's cuInit fails.
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-        captured.seek(0)
-        text = captured.read().decode(errors='replace')
-    kept = [line for line in text.splitlines() if not any(re.search(p, line) for p in BENIGN_START_LINES)]
-    if kept:
-        sys.stderr.write('\n'.join(kept) + '\n')
-        sys.stderr.flush()
+    log_filter.install()
+    import tensorflow as tf
+    tf.config.list_physical_devices()
 
 
 def run_main(main):
