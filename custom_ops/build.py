@@ -143,10 +143,11 @@ def _tf_flags():
 
 
 def _gencode():
+    """SASS for each of CUDA_ARCHS, and PTX of the newest, which the driver compiles for newer GPUs."""
     flags = []
     for arch in CUDA_ARCHS:
         flags += ['-gencode', f'arch=compute_{arch},code=sm_{arch}']
-    return flags
+    return flags + ['-gencode', f'arch=compute_{CUDA_ARCHS[-1]},code=compute_{CUDA_ARCHS[-1]}']
 
 
 def _compile_all(jobs):
