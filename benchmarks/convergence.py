@@ -1,10 +1,11 @@
-"""Convergence on Fashion-MNIST: the README's StyleGAN3-T trained for a fixed time, with an FID curve.
+"""Convergence on Fashion-MNIST: a small StyleGAN3-T trained for a fixed time, with an FID curve.
 
     pip install -e ".[plots]"
     python benchmarks/convergence.py [--minutes 120] [--metric fid10k_full] [--every 10] [--outdir runs/convergence]
 
 1. Makes ``data/fashion-mnist-32.zip`` (all 60k training images, 32x32) if it is missing.
-2. Trains the README's demo configuration (StyleGAN3-T, batch 8, gamma 0.5, cbase 2048, cmax 64)
+2. Trains the configuration of the README's convergence table (StyleGAN3-T, batch 8, gamma 0.5, cbase 2048,
+   cmax 64: the demo's until the demo moved to a smaller, faster-learning one)
    for ``--minutes`` of training time (metric evaluation is not counted), with a checkpoint and
    ``--metric`` (default fid10k_full: 10k generated images against all 60k real ones) every
    ``--every`` kimg and at the end, written to ``metric-<name>.jsonl`` in the run directory.
@@ -27,7 +28,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-# The README's demo configuration (see its "Set-up" command).
+# The configuration of the README's convergence table.
 CONFIG = dict(cfg='stylegan3-t', batch=8, gamma=0.5, cbase=2048, cmax=64)
 
 
