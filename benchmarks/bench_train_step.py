@@ -4,11 +4,13 @@
         --cbase 2048 --cmax 64 [--nvlabs /path/to/NVlabs/stylegan3] [--precision float32,bfloat16]
 
 A step is what both training loops do per batch: G main, D main, the lazy R1 step amortised
-(timed over a multiple of its interval, 16 steps), StyleGAN2's lazy path length likewise, and the
+(timed over a multiple of its interval, 16 steps; ours from the end of a first step of a fit call to the end of
+the last, which leaves out the fixed cost of the call), StyleGAN2's lazy path length likewise, and the
 G EMA update. This project: ``afgan_tf.training`` (fit's traced step functions, the fused op when
 built) for each --precision. NVIDIA's (when --nvlabs points at a checkout of NVlabs/stylegan3 and
 PyTorch imports): its Generator / Discriminator / StyleGAN2Loss with the phases, lazy intervals
-and Adam settings of its training_loop.py, no augmentation. Prints sec/kimg and the ratio, from
+and Adam settings of its training_loop.py, no augmentation. Prints sec/kimg (the best of --rounds rounds
+that alternate between the implementations) and the ratio, from
 the same run. With --profile DIR, also writes a TensorFlow profiler trace of our steps and prints
 the time per op type. Asserts nothing.
 """
@@ -28,7 +30,8 @@ from synthetic import write_dataset  # noqa: E402
 
 
 def ours(args, precision, data):
-    """sec/kimg of this project's training step."""
+    """A timer of this project's training step: each call times one round, in sec/kimg."""
+    import keras
     import tensorflow as tf
 
     from afgan_tf import training
@@ -39,19 +42,39 @@ def ours(args, precision, data):
     gan = build_gan(options)
     ds = dataset.make_dataset(data, args.batch, seed=0)
     steps = args.steps
-    gan.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)   # Traces every step variant.
-    start = time.perf_counter()
-    gan.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
-    seconds = time.perf_counter() - start
+
+    class StepEnds(keras.callbacks.Callback):
+        """The time at the end of each step (a callback makes fit wait for each step's results)."""
+
+        def __init__(self):
+            super().__init__()
+            self.times = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.times.append(time.perf_counter())
+
+    def fit(n):
+        ends = StepEnds()
+        gan.fit(ds, epochs=1, steps_per_epoch=n, verbose=0, shuffle=False, callbacks=[ends])
+        return ends.times
+
+    fit(steps)                               # Traces every step variant.
     if args.profile and precision == args.precision.split(',')[0]:     # Profiled separately: it slows the steps.
         tf.profiler.experimental.start(args.profile)
-        gan.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
+        fit(steps)
         tf.profiler.experimental.stop()
-    return seconds / (steps * args.batch) * 1000
+
+    def timer():
+        # From the end of a first step to the end of `steps` more: leaves out the fixed cost of a fit call
+        # (its iterator and callbacks; afgan-train makes one fit call for the whole run).
+        ends = fit(steps + 1)
+        return (ends[-1] - ends[0]) / (steps * args.batch) * 1000
+    return timer
 
 
 def nvidia(args, data):
-    """sec/kimg of NVIDIA's training step (their modules, phases and optimizer settings), on the CPU."""
+    """A timer of NVIDIA's training step (their modules, phases and optimizer settings), on the CPU: each call
+    times one round, in sec/kimg."""
     import torch
     sys.path.insert(0, args.nvlabs)
     try:        # NVIDIA's conv2d_gradfix imports pkg_resources, gone from recent setuptools: its one use.
@@ -124,10 +147,13 @@ def nvidia(args, data):
 
     for i in range(2):                       # Warm-up (includes an R1 step).
         step(i * 16)
-    start = time.perf_counter()
-    for i in range(args.steps):
-        step(i)
-    return (time.perf_counter() - start) / (args.steps * args.batch) * 1000
+
+    def timer():
+        start = time.perf_counter()
+        for i in range(args.steps):
+            step(i)
+        return (time.perf_counter() - start) / (args.steps * args.batch) * 1000
+    return timer
 
 
 def profile_table(logdir, top=12):
@@ -166,6 +192,7 @@ def main():
     parser.add_argument('--cmax', type=int, default=64)
     parser.add_argument('--gamma', type=float, default=0.5)
     parser.add_argument('--steps', type=int, default=16, help='Timed steps (a multiple of the R1 interval, 16).')
+    parser.add_argument('--rounds', type=int, default=3, help='Alternating timed rounds; each keeps its best.')
     parser.add_argument('--precision', default='float32', help='Comma-separated: float32, bfloat16, float16.')
     parser.add_argument('--nvlabs', default=None, help='A checkout of NVlabs/stylegan3 (needs PyTorch).')
     parser.add_argument('--profile', default=None, help='Write a TensorFlow profiler trace of our steps here.')
@@ -176,13 +203,18 @@ def main():
     data = write_dataset(work / f'data-{args.resolution}-{args.channels}.zip', 256, args.resolution, args.channels)
     config = (f'{args.cfg} {args.resolution}x{args.resolution}x{args.channels}, batch {args.batch}, '
               f'cbase {args.cbase}, cmax {args.cmax}, CPU')
-    results = {}
-    for precision in args.precision.split(','):
-        results[f'afgan_tf ({precision})'] = ours(args, precision, data)
-        print(f'afgan_tf {precision}: {results[f"afgan_tf ({precision})"]:.1f} sec/kimg', flush=True)
+    timers = {f'afgan_tf ({precision})': ours(args, precision, data) for precision in args.precision.split(',')}
     if args.nvlabs:
-        results['NVIDIA (PyTorch)'] = nvidia(args, data)
-        print(f'NVIDIA: {results["NVIDIA (PyTorch)"]:.1f} sec/kimg', flush=True)
+        timers['NVIDIA (PyTorch)'] = nvidia(args, data)
+    # Rounds alternate between the implementations, so that a machine whose speed drifts (shared hosts) slows
+    # all of them alike; each keeps its best round.
+    rounds = {name: [] for name in timers}
+    for r in range(args.rounds):
+        for name, timer in timers.items():
+            rounds[name].append(timer())
+        print(f'round {r + 1}: ' + ', '.join(f'{name} {v[-1]:.1f}' for name, v in rounds.items()) + ' sec/kimg',
+              flush=True)
+    results = {name: min(v) for name, v in rounds.items()}
     first = next(iter(results.values()))
     print(f'\n| implementation | sec/kimg | relative to afgan_tf ({args.precision.split(",")[0]}) |  ({config})')
     print('|---|---|---|')
