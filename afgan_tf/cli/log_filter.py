@@ -68,7 +68,7 @@ def filter_stream(read_fd=0, write_fd=2):
             break
         pending += chunk
         *lines, pending = pending.split(b'\n')
-        out = [line + b'\n' for line in lines if not _BENIGN.search(line.decode(errors='replace'))]
+        out = [_kept(line) for line in lines]
         # The rest of a partial line (a progress bar's \r update) goes on now; a log line waits for its end.
         keep = _held_from(pending.decode('latin-1'))      # One character per byte: the index is a byte offset.
         if keep:
@@ -78,6 +78,16 @@ def filter_stream(read_fd=0, write_fd=2):
             _write_all(write_fd, b''.join(out))
     if pending and not _BENIGN.search(pending.decode(errors='replace')):
         _write_all(write_fd, pending)
+
+
+def _kept(line):
+    """What of a complete line (without its newline) goes on: all of it, or, for a benign log line, the text
+    that came before the log head on the same line (a progress bar's), without the newline."""
+    text = line.decode('latin-1')                 # One character per byte: indices are byte offsets.
+    if not _BENIGN.search(text):
+        return line + b'\n'
+    head = _LOG_HEAD.search(text)
+    return line[:head.start()] if head else b''
 
 
 def _write_all(fd, data):

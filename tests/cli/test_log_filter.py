@@ -5,6 +5,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from afgan_tf.cli import log_filter
 
 # As TensorFlow 2.21 printed them in the README's demo run on a CPU machine.
@@ -37,12 +39,17 @@ def _filtered(chunks):
     return got[0]
 
 
-def test_noise_dropped_everything_else_kept_byte_for_byte():
+@pytest.mark.parametrize('chunking', ['as written', 'one write', 'byte by byte'])
+def test_noise_dropped_everything_else_kept_byte_for_byte(chunking):
     kept = [b'fid1k: generated 160/1000 images\n', b'\rprogress [###  ] 3/10', b'\rprogress [#####] 10/10\n',
             b'E0000 00:00:1.0 7 some_kernel.cc:1] a real error\n', b'Traceback (most recent call last):\n',
             b'Ending without a newline']
     stream = [NOISE[0], kept[0], kept[1], NOISE[1][:30], NOISE[1][30:] + kept[2], NOISE[2] + NOISE[3] + kept[3],
               kept[4], kept[5]]
+    if chunking == 'one write':          # A progress bar's text and a log line then arrive as one line.
+        stream = [b''.join(stream)]
+    elif chunking == 'byte by byte':
+        stream = [bytes([c]) for c in b''.join(stream)]
     assert _filtered(stream) == b''.join(kept)
 
 
