@@ -36,11 +36,9 @@ _LOG_STARTS = ('WARNING: All log', 'To enable the following')
 _LOG_HEAD = re.compile(r'[IWEF]\d{4} |' + '|'.join(re.escape(h) for h in _LOG_STARTS))
 
 
-def _may_be_log(text):
-    """Whether a partial line is, or may grow into, the head of a C++ log line."""
-    if re.match(r'[IWEF]\d{4} ', text) or re.fullmatch(r'[IWEF]\d{0,4}', text):
-        return True
-    return any(text.startswith(h) or h.startswith(text) for h in _LOG_STARTS)
+def _may_grow_into_log(text):
+    """Whether a partial line with no log head in it may grow into one (a whole head is _LOG_HEAD's)."""
+    return re.fullmatch(r'[IWEF]\d{0,4}', text) is not None or any(h.startswith(text) for h in _LOG_STARTS)
 
 
 def _held_from(text):
@@ -51,7 +49,7 @@ def _held_from(text):
     if m:
         return m.start()
     for i in range(max(0, len(text) - 24), len(text)):
-        if text[i] in 'IWEFT' and _may_be_log(text[i:]):
+        if text[i] in 'IWEFT' and _may_grow_into_log(text[i:]):
             return i
     return len(text)
 

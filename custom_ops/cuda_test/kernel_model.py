@@ -130,6 +130,15 @@ def model_call(params, backward, smem_cap_kb=SMEM_CAP_KB, tiles=TILES):
     def spans(tile, length):
         return [(s, min(tile, length - s)) for s in range(0, length, tile)]
 
+    def tile_work(ty, th, tx, tw, recompute=True):
+        """(taps, inputs read) per channel of one tile; without `recompute`, the gradient's ideal: no up pass."""
+        ry, rx, iy, ix, dy, dx = regions(ty, th, tx, tw)
+        if backward:
+            rebuilt = up.taps(iy[1], ry, rx) if recompute else 0
+            return (bwd_down.taps(dy[1], ry, rx) + rebuilt + bwd_up.taps(ry[1], (ty, th), (tx, tw)),
+                    dy[1] * dx[1] + (iy[1] * ix[1] if recompute else 0))
+        return up.taps(iy[1], ry, rx) + down.taps(ry[1], (ty, th), (tx, tw)), iy[1] * ix[1]
+
     chosen = None
     for tile in tiles:      # The launcher's choice: the largest tile whose buffers fit.
         s0 = s1 = s2 = 0
@@ -146,30 +155,15 @@ def model_call(params, backward, smem_cap_kb=SMEM_CAP_KB, tiles=TILES):
     if chosen is None:
         raise ValueError('no tile fits the shared-memory cap')
     tile, smem = chosen
-    taps = read = 0
-    for ty, th in spans(tile, rows):
-        for tx, tw in spans(tile, cols):
-            ry, rx, iy, ix, dy, dx = regions(ty, th, tx, tw)
-            if backward:
-                taps += bwd_down.taps(dy[1], ry, rx) + up.taps(iy[1], ry, rx) + bwd_up.taps(ry[1], (ty, th), (tx, tw))
-                read += dy[1] * dx[1] + iy[1] * ix[1]
-            else:
-                taps += up.taps(iy[1], ry, rx) + down.taps(ry[1], (ty, th), (tx, tw))
-                read += iy[1] * ix[1]
+    work = [tile_work(ty, th, tx, tw) for ty, th in spans(tile, rows) for tx, tw in spans(tile, cols)]
+    taps, read = sum(w[0] for w in work), sum(w[1] for w in work)
     # Ideal: each pass once over the regions that the whole image needs (one tile), no recomputation.
-    ry, rx, iy, ix, dy, dx = regions(0, rows, 0, cols)
-    if backward:
-        ideal = bwd_down.taps(dy[1], ry, rx) + bwd_up.taps(ry[1], (0, rows), (0, cols))
-    else:
-        ideal = up.taps(iy[1], ry, rx) + down.taps(ry[1], (0, rows), (0, cols))
+    ideal = tile_work(0, rows, 0, cols, recompute=False)[0]
     nc, f = p.n * p.c, 4                    # Images x channels; bytes per float.
     signs = nc * tmp_h * tmp_w / 4          # 2 bits per intermediate sample.
-    if backward:
-        bytes_now = (read * f + p.h * p.w * f) * nc
-        bytes_ideal = nc * (out_h * out_w * f + p.h * p.w * f) + signs
-    else:
-        bytes_now = (read * f + out_h * out_w * f) * nc
-        bytes_ideal = nc * (p.h * p.w * f + out_h * out_w * f) + signs
+    source, result = (out_h * out_w, p.h * p.w) if backward else (p.h * p.w, out_h * out_w)   # dy -> dx, x -> y.
+    bytes_now = (read + result) * f * nc
+    bytes_ideal = (source + result) * f * nc + signs
     groups = -(-p.c // CHANNELS_PER_BLOCK)
     blocks = p.n * groups * (-(-rows // tile)) * (-(-cols // tile))
     return dict(tile=tile, smem=smem, blocks=blocks, taps=taps * nc, ideal_taps=ideal * nc, bytes=bytes_now,
