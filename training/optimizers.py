@@ -80,6 +80,7 @@ class Adam(keras.optimizers.Optimizer):
             velocities = [local(self._velocities[i]) for i in index]
             steps = [local(self._steps[i]) for i in index]
             sizes = [int(np.prod(var.shape)) for _, var in pairs]
+            owner = tf.constant(np.repeat(np.arange(len(sizes), dtype=np.int32), sizes))   # Variable of each element.
             g, m, v = (tf.cast(flat_concat(xs), dtype) for xs in ([g for g, _ in pairs], moments, velocities))
             step = tf.stack([tf.convert_to_tensor(t) for t in steps]) + 1.0
             for t, value in zip(steps, tf.unstack(step)):
@@ -93,8 +94,10 @@ class Adam(keras.optimizers.Optimizer):
             # denom = exp_avg_sq.sqrt() / bc2_sqrt + eps; param.addcdiv_(exp_avg, denom, value=-step_size).
             new_m = torch_lerp(m, g, 1.0 - self.beta_1)
             new_v = fused_multiply_add((1.0 - self.beta_2) * g, g, v * self.beta_2)
-            denom = tf.sqrt(new_v) / tf.repeat(tf.cast(bias_correction2_sqrt, dtype), sizes) + self.epsilon
-            update = (tf.repeat(step_size, sizes) * new_m) / denom
+            # Per-variable factors spread over the elements with a gather (tf.repeat with sizes builds a
+            # boolean mask and a tile: 5% of the demo step).
+            denom = tf.sqrt(new_v) / tf.gather(tf.cast(bias_correction2_sqrt, dtype), owner) + self.epsilon
+            update = (tf.gather(step_size, owner) * new_m) / denom
             assign_parts(new_m, moments)
             assign_parts(new_v, velocities)
             assign_parts(update, [var for _, var in pairs], 'assign_sub')
@@ -127,12 +130,17 @@ def fused_multiply_add(a, b, c):
 def torch_lerp(start, end, weight):
     """``torch.lerp(start, end, weight)`` as PyTorch computes it on the CPU: weight < 0.5 gives
     start + weight (end - start), else end + (weight - 1) (end - start), each one fused multiply-add.
-    ``weight`` is a Python number or a scalar tensor (cast to the dtype of ``start``)."""
-    weight = ops.cast(weight, start.dtype)
+    ``weight`` is a Python number (the branch is chosen while tracing) or a scalar tensor (one branch
+    computed, chosen by ``tf.cond``)."""
     delta = end - start
-    small = ops.abs(weight) < 0.5
-    return ops.where(small, fused_multiply_add(ops.broadcast_to(weight, ops.shape(delta)), delta, start),
-                     fused_multiply_add(ops.broadcast_to(weight - 1, ops.shape(delta)), delta, end))
+    if isinstance(weight, (int, float)):
+        weight = tf.as_dtype(start.dtype).as_numpy_dtype(weight)       # Rounded to the dtype first, as a tensor.
+        if abs(weight) < 0.5:
+            return fused_multiply_add(ops.cast(weight, start.dtype), delta, start)
+        return fused_multiply_add(ops.cast(weight - weight.dtype.type(1), start.dtype), delta, end)
+    weight = ops.cast(weight, start.dtype)
+    return tf.cond(ops.abs(weight) < 0.5, lambda: fused_multiply_add(weight, delta, start),
+                   lambda: fused_multiply_add(weight - 1, delta, end))
 
 
 def lazy_adam(learning_rate, reg_interval=None, beta_1=0.0, beta_2=0.99, epsilon=1e-8):
