@@ -96,9 +96,22 @@ def _filter_tensor(f):
     return tf.constant(np.ones([1], np.float32) if f is None else np.asarray(f, np.float32))
 
 
+def _gradient_possible():
+    """Whether a gradient tape could record an op built now (eagerly, or while a function is traced): then the
+    forward writes the signs its gradient needs. Where this says no and a gradient is taken anyway (a function
+    traced outside every tape and differentiated later), the gradient computes the signs with one more forward."""
+    try:
+        from tensorflow.python.eager import record
+        return bool(record.could_possibly_record())
+    except (ImportError, AttributeError):     # Private API: without it, always write them.
+        return True
+
+
 def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np.sqrt(2), slope=0.2, clamp=None,
-                   flip_filter=False):
-    """The fused op; same arguments and result as ``afgan_tf.ops.filtered_lrelu``."""
+                   flip_filter=False, write_signs=None):
+    """The fused op; same arguments and result as ``afgan_tf.ops.filtered_lrelu``. ``write_signs``: whether the
+    forward writes the 2-bit signs of its intermediate for the gradient (None: when a gradient tape could record
+    it; inference skips them)."""
     from afgan_tf import ops    # Imported here: afgan_tf.ops imports this module lazily too.
     lib = load_library()
     if lib is None:
@@ -107,20 +120,26 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np
     in_dtype = x.dtype
     x = tf.cast(x, tf.float32)
     b = tf.zeros([x.shape[-1]], tf.float32) if b is None else tf.cast(b, tf.float32)
-    y = lib.afgan_filtered_lrelu(
+    y, _ = lib.afgan_filtered_lrelu(
         x=x, fu=_filter_tensor(fu), fd=_filter_tensor(fd), b=b, up=int(up), down=int(down),
         padding=list(padding), gain=float(gain), slope=float(slope),
-        clamp=-1.0 if clamp is None else float(clamp), flip_filter=bool(flip_filter))
+        clamp=-1.0 if clamp is None else float(clamp), flip_filter=bool(flip_filter),
+        write_signs=_gradient_possible() if write_signs is None else bool(write_signs))
     return tf.cast(y, in_dtype)
+
+
+GRAD_ATTRS = ('up', 'down', 'padding', 'gain', 'slope', 'clamp', 'flip_filter')
 
 
 def _register_gradient():
     @tf.RegisterGradient('AfganFilteredLrelu')
-    def _filtered_lrelu_grad(op, dy):
-        attrs = {name: op.get_attr(name) for name in ('up', 'down', 'padding', 'gain', 'slope', 'clamp',
-                                                      'flip_filter')}
+    def _filtered_lrelu_grad(op, dy, _dsigns):
+        attrs = {name: op.get_attr(name) for name in GRAD_ATTRS}
         x, fu, fd, b = op.inputs
-        dx = load_library().afgan_filtered_lrelu_grad(dy=dy, x=x, fu=fu, fd=fd, b=b, **attrs)
+        signs = op.outputs[1]
+        if not op.get_attr('write_signs'):     # Built where no tape could record it: the signs, once more.
+            _, signs = load_library().afgan_filtered_lrelu(x=x, fu=fu, fd=fd, b=b, write_signs=True, **attrs)
+        dx = load_library().afgan_filtered_lrelu_grad(dy=dy, signs=signs, fu=fu, fd=fd, **attrs)
         db = tf.reduce_sum(dx, axis=[0, 1, 2])
         return [dx, None, None, db]
 

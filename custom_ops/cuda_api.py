@@ -50,11 +50,11 @@ class CudaKernels:
     def __init__(self, path):
         self.lib = ctypes.CDLL(str(path))
         ptr, fptr = ctypes.c_void_p, ctypes.POINTER(ctypes.c_float)
-        self.lib.afgan_flrelu_cuda_forward.argtypes = [ctypes.POINTER(Params), ptr, ptr, fptr, fptr, ptr, ptr]
-        self.lib.afgan_flrelu_cuda_backward.argtypes = [ctypes.POINTER(Params), ptr, ptr, ptr, fptr, fptr, ptr,
-                                                        ptr]
+        self.lib.afgan_flrelu_cuda_forward.argtypes = [ctypes.POINTER(Params), ptr, ptr, fptr, fptr, ptr, ptr, ptr]
+        self.lib.afgan_flrelu_cuda_backward.argtypes = [ctypes.POINTER(Params), ptr, ptr, fptr, fptr, ptr, ptr]
         self.lib.afgan_flrelu_cuda_last_error.restype = ctypes.c_char_p
-        self.lib.afgan_flrelu_output_shape.argtypes = [ctypes.POINTER(Params), ctypes.POINTER(ctypes.c_int64)]
+        for name in ('afgan_flrelu_output_shape', 'afgan_flrelu_signs_shape'):
+            getattr(self.lib, name).argtypes = [ctypes.POINTER(Params), ctypes.POINTER(ctypes.c_int64)]
 
     def _check(self, code):
         """Raises RuntimeError for a CUDA failure (-6), ValueError for rejected arguments."""
@@ -68,16 +68,24 @@ class CudaKernels:
         self._check(self.lib.afgan_flrelu_output_shape(ctypes.byref(params), shape))
         return list(shape)
 
+    def signs_shape(self, params):
+        """``[n, tmp_h, tmp_w, bytes]``: the uint8 signs the forward writes for the gradient."""
+        shape = (ctypes.c_int64 * 4)()
+        self._check(self.lib.afgan_flrelu_signs_shape(ctypes.byref(params), shape))
+        return list(shape)
+
     @staticmethod
     def _taps(f):
         return f.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
 
-    def forward(self, params, x_ptr, b_ptr, fu, fd, y_ptr, stream=0):
+    def forward(self, params, x_ptr, b_ptr, fu, fd, y_ptr, signs_ptr=None, stream=0):
+        """y from x and b; with ``signs_ptr`` (``signs_shape`` bytes), also the signs for ``backward``."""
         self._check(self.lib.afgan_flrelu_cuda_forward(ctypes.byref(params), x_ptr, b_ptr, self._taps(fu),
-                                                       self._taps(fd), y_ptr, ctypes.c_void_p(stream)))
+                                                       self._taps(fd), y_ptr, signs_ptr, ctypes.c_void_p(stream)))
 
-    def backward(self, params, dy_ptr, x_ptr, b_ptr, fu, fd, dx_ptr, stream=0):
-        self._check(self.lib.afgan_flrelu_cuda_backward(ctypes.byref(params), dy_ptr, x_ptr, b_ptr, self._taps(fu),
+    def backward(self, params, dy_ptr, signs_ptr, fu, fd, dx_ptr, stream=0):
+        """dx from dy and the signs of the forward."""
+        self._check(self.lib.afgan_flrelu_cuda_backward(ctypes.byref(params), dy_ptr, signs_ptr, self._taps(fu),
                                                         self._taps(fd), dx_ptr, ctypes.c_void_p(stream)))
 
 

@@ -9,9 +9,9 @@
    the tile, the filter taps run (multiply-adds per channel, summed over the passes of every tile)
    against the ideal, the shared memory per block and blocks per SM, and the global bytes read and
    written against the ideal. The ideal runs every pass once over the whole image (no halo
-   recomputation) and, for the gradient, reads dy and 2-bit activation signs instead of
-   rebuilding the pre-activation from x (NVIDIA's design): forward x + y (+ the signs when a
-   gradient follows), gradient dy + signs + dx.
+   recomputation); the gradient, like the kernels, reads dy and the 2-bit activation signs that
+   the forward wrote instead of rebuilding the pre-activation from x (NVIDIA's design): forward
+   x + y + the signs (as in training: a gradient follows), gradient dy + signs + dx.
 2. ``--sass LIB``: reads the kernels' SASS (cuobjdump + nvdisasm, from ``pip install
    nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm``) and prints per kernel the registers, spills and
    shared memory (--dump-resource-usage) and, per innermost loop that does multiply-adds, the
@@ -130,14 +130,13 @@ def model_call(params, backward, smem_cap_kb=SMEM_CAP_KB, tiles=TILES):
     def spans(tile, length):
         return [(s, min(tile, length - s)) for s in range(0, length, tile)]
 
-    def tile_work(ty, th, tx, tw, recompute=True):
-        """(taps, inputs read) per channel of one tile; without `recompute`, the gradient's ideal: no up pass."""
+    def tile_work(ty, th, tx, tw):
+        """(taps, floats read, intermediate positions whose signs it reads) per channel of one tile. The
+        gradient reads dy and the forward's signs (no up pass, no x)."""
         ry, rx, iy, ix, dy, dx = regions(ty, th, tx, tw)
         if backward:
-            rebuilt = up.taps(iy[1], ry, rx) if recompute else 0
-            return (bwd_down.taps(dy[1], ry, rx) + rebuilt + bwd_up.taps(ry[1], (ty, th), (tx, tw)),
-                    dy[1] * dx[1] + (iy[1] * ix[1] if recompute else 0))
-        return up.taps(iy[1], ry, rx) + down.taps(ry[1], (ty, th), (tx, tw)), iy[1] * ix[1]
+            return bwd_down.taps(dy[1], ry, rx) + bwd_up.taps(ry[1], (ty, th), (tx, tw)), dy[1] * dx[1], ry[1] * rx[1]
+        return up.taps(iy[1], ry, rx) + down.taps(ry[1], (ty, th), (tx, tw)), iy[1] * ix[1], 0
 
     chosen = None
     for tile in tiles:      # The launcher's choice: the largest tile whose buffers fit.
@@ -145,8 +144,9 @@ def model_call(params, backward, smem_cap_kb=SMEM_CAP_KB, tiles=TILES):
         for ty, th in spans(tile, rows):
             for tx, tw in spans(tile, cols):
                 ry, rx, iy, ix, dy, dx = regions(ty, th, tx, tw)
-                s0 = max(s0, iy[1] * ix[1], dy[1] * dx[1])
-                s1 = max(s1, iy[1] * rx[1], dy[1] * rx[1], ry[1] * tw)
+                loaded = (0, 0) if backward else iy     # The gradient loads dy only.
+                s0 = max(s0, loaded[1] * ix[1], dy[1] * dx[1])
+                s1 = max(s1, loaded[1] * rx[1], dy[1] * rx[1], ry[1] * tw)
                 s2 = max(s2, ry[1] * rx[1])
         smem = (s0 + s1 + s2) * CHANNELS_PER_BLOCK * 4
         if smem <= smem_cap_kb * 1024:
@@ -156,13 +156,17 @@ def model_call(params, backward, smem_cap_kb=SMEM_CAP_KB, tiles=TILES):
         raise ValueError('no tile fits the shared-memory cap')
     tile, smem = chosen
     work = [tile_work(ty, th, tx, tw) for ty, th in spans(tile, rows) for tx, tw in spans(tile, cols)]
-    taps, read = sum(w[0] for w in work), sum(w[1] for w in work)
-    # Ideal: each pass once over the regions that the whole image needs (one tile), no recomputation.
-    ideal = tile_work(0, rows, 0, cols, recompute=False)[0]
+    taps, read, signs_read = (sum(w[k] for w in work) for k in range(3))
+    # Ideal: each pass once over the regions that the whole image needs (one tile).
+    ideal = tile_work(0, rows, 0, cols)[0]
     nc, f = p.n * p.c, 4                    # Images x channels; bytes per float.
     signs = nc * tmp_h * tmp_w / 4          # 2 bits per intermediate sample.
+    word_bytes = 4 * -(-p.c // 16) / p.c    # Bytes per channel of a sign word (16 channels, rounded up).
     source, result = (out_h * out_w, p.h * p.w) if backward else (p.h * p.w, out_h * out_w)   # dy -> dx, x -> y.
-    bytes_now = (read + result) * f * nc
+    # The forward (as in training) clears the signs and writes each position once; the gradient reads the
+    # signs of every tile's intermediate region.
+    signs_moved = signs_read * p.n * p.c * word_bytes if backward else 2 * tmp_h * tmp_w * p.n * p.c * word_bytes
+    bytes_now = (read + result) * f * nc + signs_moved
     bytes_ideal = (source + result) * f * nc + signs
     groups = -(-p.c // CHANNELS_PER_BLOCK)
     blocks = p.n * groups * (-(-rows // tile)) * (-(-cols // tile))

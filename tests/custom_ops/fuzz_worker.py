@@ -114,9 +114,9 @@ def run_raw_op(x, b, kw):
                  clamp=-1.0 if kw['clamp'] is None else kw['clamp'], flip_filter=kw['flip_filter'])
     fu = one if kw['fu'] is None else kw['fu']
     fd = one if kw['fd'] is None else kw['fd']
-    y = lib.afgan_filtered_lrelu(x=x, fu=fu, fd=fd, b=b, **attrs)
+    y, signs = lib.afgan_filtered_lrelu(x=x, fu=fu, fd=fd, b=b, write_signs=True, **attrs)
     dy = np.ones(y.shape, np.float32)
-    dx = lib.afgan_filtered_lrelu_grad(dy=dy, x=x, fu=fu, fd=fd, b=b, **attrs)
+    dx = lib.afgan_filtered_lrelu_grad(dy=dy, signs=signs, fu=fu, fd=fd, **attrs)
     return _compare((y.numpy(), dx.numpy()), x, b, _as_received(kw), dy)
 
 
@@ -131,14 +131,15 @@ def run_emulated(x, b, kw):
     p, fu, fd = cuda_api.prepare(list(x.shape), kw['fu'], kw['fd'], up=kw['up'], down=kw['down'],
                                  padding=kw['padding'], gain=kw['gain'], slope=kw['slope'], clamp=kw['clamp'],
                                  flip=kw['flip_filter'])
-    shape = _kernels.output_shape(p)
-    if int(np.prod(shape)) > RUN_LIMIT:
+    shape, signs_shape = _kernels.output_shape(p), _kernels.signs_shape(p)
+    if int(np.prod(shape)) > RUN_LIMIT or int(np.prod(signs_shape)) > 4 * RUN_LIMIT:
         return 'large', str(shape)
     y = np.full(shape, np.nan, np.float32)
-    _kernels.forward(p, x.ctypes.data, b.ctypes.data, fu, fd, y.ctypes.data)
+    signs = np.full(signs_shape, 0xFF, np.uint8)
+    _kernels.forward(p, x.ctypes.data, b.ctypes.data, fu, fd, y.ctypes.data, signs.ctypes.data)
     dy = np.ones(shape, np.float32)
     dx = np.full(x.shape, np.nan, np.float32)
-    _kernels.backward(p, dy.ctypes.data, x.ctypes.data, b.ctypes.data, fu, fd, dx.ctypes.data)
+    _kernels.backward(p, dy.ctypes.data, signs.ctypes.data, fu, fd, dx.ctypes.data)
     return _compare((y, dx), x, b, kw, dy)
 
 

@@ -16,9 +16,13 @@ def _run(emulated, x, b, dy, fu, fd, **kw):
     api, kernels = emulated
     p, fu_c, fd_c = api.prepare(list(x.shape), fu, fd, **kw)
     y = np.full(kernels.output_shape(p), np.nan, np.float32)
-    kernels.forward(p, x.ctypes.data, b.ctypes.data, fu_c, fd_c, y.ctypes.data)
+    signs = np.full(kernels.signs_shape(p), 0xAB, np.uint8)    # Garbage: the forward must clear it.
+    kernels.forward(p, x.ctypes.data, b.ctypes.data, fu_c, fd_c, y.ctypes.data, signs.ctypes.data)
+    y_only = np.full(y.shape, np.nan, np.float32)
+    kernels.forward(p, x.ctypes.data, b.ctypes.data, fu_c, fd_c, y_only.ctypes.data)    # Without signs.
+    assert np.array_equal(y, y_only)
     dx = np.full(x.shape, np.nan, np.float32)
-    kernels.backward(p, dy.ctypes.data, x.ctypes.data, b.ctypes.data, fu_c, fd_c, dx.ctypes.data)
+    kernels.backward(p, dy.ctypes.data, signs.ctypes.data, fu_c, fd_c, dx.ctypes.data)
     return y, dx
 
 

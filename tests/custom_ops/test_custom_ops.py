@@ -160,3 +160,100 @@ def test_layers_opt_out_of_xla():
     assert layer.supports_jit is False and G.supports_jit is False
 
 
+
+
+_ATTRS = dict(up=1, down=1, padding=[0, 0, 0, 0], gain=2.0, slope=0.25, clamp=3.0, flip_filter=False)
+
+
+def test_signs_hold_negative_and_clamped_bits():
+    """With up 1 and 1-tap filters the intermediate is x + b. Channel c's bits are in word c // 16: bit c % 16 is
+    v < 0 (-0 positive, NaN negative), bit 16 + c % 16 is |act(v)| > clamp; 20 channels take two words."""
+    lib = custom_ops.load_library()
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal([2, 3, 4, 20]) * 3).astype(np.float32)
+    x[0, 0, 0, :3] = [-0.0, np.nan, 0.0]
+    b = np.full([20], -0.0, np.float32)
+    one = tf.ones([1])
+    y, signs = lib.afgan_filtered_lrelu(x=x, fu=one, fd=one, b=b, write_signs=True, **_ATTRS)
+    assert signs.dtype == tf.uint8 and signs.shape == [2, 3, 4, 8]
+    words = signs.numpy().view('<u4')                                  # [2, 3, 4, 2]
+    lane = np.arange(20) % 16
+    word = words[..., np.arange(20) // 16]
+    codes = ((word >> lane) & 1) | (((word >> (16 + lane)) & 1) << 1)
+    v = x + b
+    act = np.where(v >= 0, v, v * 0.25) * 2.0
+    with np.errstate(invalid='ignore'):
+        want = (~(v >= 0)).astype(int) | 2 * (np.abs(act) > 3.0)
+    assert want.min() == 0 and want.max() == 3
+    assert np.array_equal(codes, want)
+    assert codes[0, 0, 0, :3].tolist() == [0, 1, 0]
+    assert not (words[..., 1] & ~np.uint32(0x000F000F)).any()         # Bits of channels 20-31: none.
+    _, no_signs = lib.afgan_filtered_lrelu(x=x, fu=one, fd=one, b=b, **_ATTRS)
+    assert no_signs.shape == [0]
+
+
+def test_gradient_reads_the_forward_signs_without_recomputing():
+    """Under a tape the forward writes the signs, and the gradient op takes them (and not x): one forward op in the
+    traced step."""
+    f = np.array([1, 3, 3, 1], np.float32) / 8
+    x = tf.constant(np.random.default_rng(4).standard_normal([2, 6, 6, 3]).astype(np.float32))
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = ops.filtered_lrelu(x, f, f, up=2, down=2, padding=3, impl='custom')
+        return tape.gradient(y, x)
+
+    graph = step.get_concrete_function(x).graph
+    forward = [op for op in graph.get_operations() if op.type == 'AfganFilteredLrelu']
+    grads = [op for op in graph.get_operations() if op.type == 'AfganFilteredLreluGrad']
+    assert len(forward) == 1 and forward[0].get_attr('write_signs') and len(grads) == 1
+    assert grads[0].inputs[1] is forward[0].outputs[1]
+    ref = filtered_lrelu_and_gradients(x.numpy(), np.zeros(x.shape[-1], np.float32), None, 'ref', fu=f, fd=f, up=2, down=2, padding=3)[1]
+    assert rel_err(step(x), ref) < 1e-5
+
+
+def test_gradient_of_a_function_traced_without_a_tape():
+    """A function traced where no tape could record skips the signs; differentiated later, its gradient computes
+    them with one more forward and is still right."""
+    f = np.array([1, 3, 3, 1], np.float32) / 8
+    x = tf.constant(np.random.default_rng(6).standard_normal([1, 5, 7, 4]).astype(np.float32))
+    fn = tf.function(lambda x: ops.filtered_lrelu(x, f, f, up=2, down=2, padding=3, clamp=0.5, impl='custom'))
+    fn(x)      # Traced outside any tape.
+    ops_ = fn.get_concrete_function(x).graph.get_operations()
+    assert [op.get_attr('write_signs') for op in ops_ if op.type == 'AfganFilteredLrelu'] == [False]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = fn(x)
+    dx = tape.gradient(y, x)
+    ref = filtered_lrelu_and_gradients(x.numpy(), np.zeros(x.shape[-1], np.float32), None, 'ref', fu=f, fd=f, up=2, down=2, padding=3,
+                                       clamp=0.5)[1]
+    assert rel_err(dx, ref) < 1e-5
+
+
+def test_gradient_op_rejects_bad_signs():
+    lib = custom_ops.load_library()
+    one = tf.ones([1])
+    x = tf.ones([1, 4, 4, 3])
+    y, signs = lib.afgan_filtered_lrelu(x=x, fu=one, fd=one, b=tf.zeros([3]), write_signs=True, **_ATTRS)
+    lib.afgan_filtered_lrelu_grad(dy=y, signs=signs, fu=one, fd=one, **_ATTRS)    # The right ones pass.
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match='bytes per position'):
+        lib.afgan_filtered_lrelu_grad(dy=y, signs=tf.zeros([1, 4, 4, 8], tf.uint8), fu=one, fd=one, **_ATTRS)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match='signs'):
+        lib.afgan_filtered_lrelu_grad(dy=y, signs=tf.zeros([0], tf.uint8), fu=one, fd=one, **_ATTRS)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match='intermediate of any input'):
+        lib.afgan_filtered_lrelu_grad(dy=y, signs=tf.zeros([1, 5, 4, 4], tf.uint8), fu=one, fd=one,
+                                      **{**_ATTRS, 'up': 2})
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="output's shape"):
+        lib.afgan_filtered_lrelu_grad(dy=tf.ones([1, 3, 4, 3]), signs=signs, fu=one, fd=one, **_ATTRS)
+
+
+def test_signs_too_large_is_a_clear_error():
+    """2 bits per intermediate element over 2^31 - 1 bytes: an error before anything is allocated."""
+    lib = custom_ops.load_library()
+    fd = tf.ones([64]) / 64
+    x = tf.ones([1, 1, 1, 17])                      # Two sign words per position.
+    attrs = {**_ATTRS, 'down': 64, 'padding': [12000, 12000, 12000, 12000]}
+    with pytest.raises(tf.errors.InvalidArgumentError, match='signs kept for the gradient'):
+        lib.afgan_filtered_lrelu(x=x, fu=tf.ones([1]), fd=fd, b=tf.zeros([17]), write_signs=True, **attrs)

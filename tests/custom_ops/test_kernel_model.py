@@ -73,10 +73,12 @@ def test_one_tile_over_the_whole_image_runs_the_ideal_forward():
         assert m['taps'] == m['ideal_taps'] and m['blocks'] == p.n * -(-p.c // 8)
         ideal = 4 * p.n * p.c * (p.h * p.w + out_h * out_w)                     # x once, y once
         assert m['ideal_bytes'] == ideal + p.n * p.c * tmp_h * tmp_w / 4         # + 2-bit signs;
-        assert 4 * p.n * p.c * out_h * out_w <= m["bytes"] <= ideal      # x read at most once.
-        # The gradient tile recomputes the up pass over the intermediate image: more than the ideal.
+        words = p.n * tmp_h * tmp_w * -(-p.c // 16) * 4                        # Sign bytes, 16 channels a word.
+        assert 4 * p.n * p.c * out_h * out_w <= m["bytes"] - 2 * words <= ideal  # x read at most once.
+        # The gradient reads dy and the signs, with no up pass: one tile runs the ideal gradient.
         g = km.model_call(p, backward=True, smem_cap_kb=1 << 30, tiles=(1 << 20,))
-        assert g['taps'] >= g['ideal_taps']
+        assert g['taps'] == g['ideal_taps']
+        assert g['bytes'] <= 4 * p.n * p.c * (p.h * p.w + out_h * out_w) + words
 
 
 def test_tiles_recompute_their_halo():
@@ -98,12 +100,13 @@ def test_tiles_recompute_their_halo():
 
 def test_the_kernels_tiling_of_stylegan3_t():
     """The launcher's choice for StyleGAN3-T at 256^2 (96 KB cap): 8x8 tiles for the up-2 layers, 16 forward and
-    4 in the gradient of the up-4 layers, whose halo makes the gradient run over 6x the ideal taps."""
+    4 in the gradient of the up-4 layers, whose halo makes the gradient run 3.8x the ideal taps (over 6x while the
+    gradient recomputed the up pass)."""
     cases = {name: km.cuda_api.prepare(shape, fu, fd, **kw)[0] for name, shape, fu, fd, kw in
              km.layer_cases('stylegan3-t')}
     fwd, bwd = km.model_call(cases['L0_36_512'], False), km.model_call(cases['L3_52_512'], True)
     assert (fwd['tile'], round(fwd['smem'] / 1024, 1)) == (8, 45.9)
-    assert bwd['tile'] == 4 and bwd['taps'] / bwd['ideal_taps'] > 6
+    assert bwd['tile'] == 4 and 3.5 < bwd['taps'] / bwd['ideal_taps'] < 4
     assert km.blocks_per_sm(fwd['smem'], 40) == 4 and km.blocks_per_sm(96 * 1024, 40) == 2
     with pytest.raises(ValueError, match='shared-memory cap'):
         km.model_call(cases['L3_52_512'], True, smem_cap_kb=1)

@@ -68,6 +68,11 @@ inline EmuBarrier emu_barrier;
 inline void __syncthreads() { emu_barrier.Wait(); }
 
 inline const char* cudaGetErrorString(cudaError_t) { return "emulated CUDA error"; }
+inline unsigned atomicOr(unsigned* address, unsigned value) { return __atomic_fetch_or(address, value, __ATOMIC_RELAXED); }
+inline cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t) {
+  std::memset(ptr, value, bytes);
+  return cudaSuccess;
+}
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 template <typename T>
 inline cudaError_t cudaFuncSetAttribute(T, int, int) { return cudaSuccess; }

@@ -36,6 +36,7 @@
 #define AFGAN_FLRELU_MAX_TAPS 1024                  // Filter taps per axis.
 #define AFGAN_FLRELU_MAX_DIM (1 << 24)              // Any spatial length, |padding| and the upsampled size.
 #define AFGAN_FLRELU_MAX_ELEMENTS 2147483647LL      // Elements of x and of y (2^31 - 1).
+#define AFGAN_FLRELU_MAX_SIGN_BYTES 2147483647LL    // Bytes of the signs for the gradient (see below).
 
 #ifdef __cplusplus
 extern "C" {
@@ -69,6 +70,7 @@ typedef enum AfganFlreluStatus {
   AFGAN_FLRELU_BAD_DOWN = -9,            // down out of range.
   AFGAN_FLRELU_BAD_PADDING = -10,        // |padding| or the upsampled size over AFGAN_FLRELU_MAX_DIM.
   AFGAN_FLRELU_OUTPUT_TOO_LARGE = -11,   // y over AFGAN_FLRELU_MAX_ELEMENTS.
+  AFGAN_FLRELU_SIGNS_TOO_LARGE = -12,    // The signs over AFGAN_FLRELU_MAX_SIGN_BYTES.
 } AfganFlreluStatus;
 
 #ifdef __cplusplus
@@ -144,6 +146,9 @@ static inline const char* afgan_flrelu_error(int code) {
     case AFGAN_FLRELU_BAD_PADDING:
       return "padding must be within [-2^24, 2^24] and the upsampled, padded size at most 2^24";
     case AFGAN_FLRELU_OUTPUT_TOO_LARGE: return "the output would have more than 2^31 - 1 elements";
+    case AFGAN_FLRELU_SIGNS_TOO_LARGE:
+      return "the signs kept for the gradient (2 bits per element of the upsampled intermediate) would have more "
+             "than 2^31 - 1 bytes";
     case AFGAN_FLRELU_BAD_ACTIVATION: return "gain must be finite and > 0, slope finite and >= 0, clamp not NaN";
     case AFGAN_FLRELU_CUDA_ERROR: return "CUDA error";
     case AFGAN_FLRELU_CUDA_FILTERS_TOO_LARGE: return "filters too large for the CUDA kernel";
@@ -192,6 +197,60 @@ AFGAN_HD float afgan_act_grad(float v, float gain, float slope, float clamp) {
     if (a > clamp || a < -clamp) return 0.f;
   }
   return d;
+}
+
+// ---------------------------------------------------------------------------
+// Signs: what the gradient needs of the pre-activation v, 2 bits per element of the
+// intermediate (after the up filter, before the down filter), written by the forward
+// pass when a gradient is wanted. Bit 0: negative, !(v >= 0) (so -0 counts as positive
+// and NaN as negative, as in afgan_act_grad); bit 1: clamped, |act(v)| > clamp (clamp
+// >= 0). act'(v) is then gain, gain * slope or 0 (afgan_sign_grad), exactly
+// afgan_act_grad(v). Layout: uint8 [n, tmp_h, tmp_w, 4 * ceil(c / 16)], i.e. one 32-bit
+// (little-endian) word per position and block of 16 channels: channel c's negative bit is
+// bit c % 16 of word c / 16 and its clamped bit is bit 16 + c % 16, so that the CPU kernels
+// write and read a block's bits as two 16-bit lane masks.
+#define AFGAN_SIGN_CHANNELS 16   // Channels per 32-bit word.
+
+AFGAN_HD int afgan_sign_words(const AfganFlreluParams& p) {
+  return (p.c + AFGAN_SIGN_CHANNELS - 1) / AFGAN_SIGN_CHANNELS;
+}
+AFGAN_HD unsigned afgan_sign_code(float v, float gain, float slope, float clamp) {
+  unsigned code = v >= 0.f ? 0u : 1u;
+  if (clamp >= 0.f) {
+    const float a = (v >= 0.f ? v : v * slope) * gain;
+    if (a > clamp || a < -clamp) code |= 2u;
+  }
+  return code;
+}
+AFGAN_HD float afgan_sign_grad(unsigned code, float gain, float slope) {
+  return (code & 2u) ? 0.f : ((code & 1u) ? gain * slope : gain);
+}
+// The bits of channel c's code in its word, and the code of channel c from its word.
+AFGAN_HD unsigned afgan_sign_bits(unsigned code, int c) {
+  return ((code & 1u) | ((code & 2u) << 15)) << (c % AFGAN_SIGN_CHANNELS);
+}
+AFGAN_HD unsigned afgan_sign_unpack(unsigned word, int c) {
+  const int k = c % AFGAN_SIGN_CHANNELS;
+  return ((word >> k) & 1u) | (((word >> (16 + k)) & 1u) << 1);
+}
+// Index of the word of channel block `block` at intermediate position (n, y, x); 64-bit.
+AFGAN_HD int64_t afgan_sign_word_index(const AfganFlreluParams& p, int n, int y, int x, int block) {
+  return ((int64_t(n) * afgan_tmp_h(p) + y) * afgan_tmp_w(p) + x) * afgan_sign_words(p) + block;
+}
+AFGAN_HD int64_t afgan_sign_bytes(const AfganFlreluParams& p) {
+  return int64_t(p.n) * afgan_tmp_h(p) * afgan_tmp_w(p) * afgan_sign_words(p) * 4;
+}
+// Checks valid parameters for a call that keeps the signs: 0 or AFGAN_FLRELU_SIGNS_TOO_LARGE.
+AFGAN_HD int afgan_check_signs(const AfganFlreluParams& p) {
+  return afgan_sign_bytes(p) > AFGAN_FLRELU_MAX_SIGN_BYTES ? AFGAN_FLRELU_SIGNS_TOO_LARGE : AFGAN_FLRELU_OK;
+}
+
+// Input size along one axis from the intermediate length (the inverse of afgan_tmp_w / _h),
+// or -1 when no input size gives that length.
+AFGAN_HD int64_t afgan_in_len_from_tmp(int64_t tmp, int64_t up, int64_t p0, int64_t p1, int64_t fu) {
+  const int64_t padded = tmp - p0 - p1 + fu - 1;
+  if (tmp < 1 || padded < up || padded % up != 0) return -1;
+  return padded / up;
 }
 
 // The four passes of the forward op and of its gradient, per axis (x = 0, y = 1).
@@ -270,13 +329,24 @@ AFGAN_HD AfganTileRegions afgan_backward_regions(const AfganPlan& plan, int oy0,
   return afgan_tile_regions(plan, plan.bwd_up, plan.bwd_down, oy0, oh, ox0, ow);
 }
 
+// Signs a forward tile writes: the first `len` positions, along one axis, of its intermediate
+// region. The region starts at the tile's first output times `down` (the down pass has no
+// padding); each tile owns `down` positions per output, the last tile along the axis the rest of
+// its region. So every intermediate position that an output depends on is written by exactly one
+// tile, though neighbouring regions overlap.
+AFGAN_HD int afgan_owned_sign_len(AfganSpan region, AfganSpan out, int out_len, int down) {
+  if (out.lo + out.len == out_len) return region.len;
+  return out.len * down < region.len ? out.len * down : region.len;
+}
+
 // The tile [start, start + size) clipped to [0, len).
 AFGAN_HD AfganSpan afgan_clip_tile(int start, int size, int len) {
   return AfganSpan{start, size < len - start ? size : len - start};
 }
 
 // Largest region sizes (elements per channel) over all tiles of size `tile`: s0 holds
-// a loaded source region, s1 an x-pass result, s2 the intermediate region. 64-bit:
+// a loaded source region (x, or dy for the gradient), s1 an x-pass result, s2 the
+// intermediate region. 64-bit:
 // a region of a large tile of a strongly upsampling call can exceed 2^31. Host only.
 struct AfganTileBuffers {
   int64_t s0, s1, s2;
@@ -292,10 +362,11 @@ static inline AfganTileBuffers afgan_tile_buffers(const AfganFlreluParams& p, co
       const int th = tile < rows - ty ? tile : rows - ty, tw = tile < cols - tx ? tile : cols - tx;
       const AfganTileRegions r = backward ? afgan_backward_regions(plan, ty, th, tx, tw)
                                           : afgan_forward_regions(plan, ty, th, tx, tw);
-      up(&b.s0, int64_t(r.iy.len) * r.ix.len);
+      // The forward loads x; the gradient loads dy only (the signs replace x).
+      if (!backward) up(&b.s0, int64_t(r.iy.len) * r.ix.len);
       up(&b.s0, int64_t(r.dy.len) * r.dx.len);
       // x passes: the up / transposed-down passes give [source rows][tmp cols], the last [tmp rows][tile cols].
-      up(&b.s1, int64_t(r.iy.len) * r.rx.len);
+      if (!backward) up(&b.s1, int64_t(r.iy.len) * r.rx.len);
       up(&b.s1, int64_t(r.dy.len) * r.rx.len);
       up(&b.s1, int64_t(r.ry.len) * tw);
       up(&b.s2, int64_t(r.ry.len) * r.rx.len);

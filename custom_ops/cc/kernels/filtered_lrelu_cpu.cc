@@ -19,6 +19,10 @@
 #include "filtered_lrelu.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>   // Its intrinsics carry their own target attributes: usable in the regions below.
+#endif
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__)
 #define AFGAN_X86_DISPATCH 1
 #else
 #define AFGAN_X86_DISPATCH 0   // Other compilers / architectures: the baseline copy only.
@@ -32,7 +36,9 @@ namespace cpu {
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,avx,fma,f16c,bmi,bmi2,lzcnt,popcnt")
 namespace isa_avx512 {
 namespace {
+#define AFGAN_CPU_ISA 2
 #include "filtered_lrelu_cpu_impl.h"
+#undef AFGAN_CPU_ISA
 }  // namespace
 }  // namespace isa_avx512
 #pragma GCC pop_options
@@ -41,7 +47,9 @@ namespace {
 #pragma GCC target("avx2,avx,fma,f16c,bmi,bmi2,lzcnt,popcnt")
 namespace isa_avx2 {
 namespace {
+#define AFGAN_CPU_ISA 1
 #include "filtered_lrelu_cpu_impl.h"
+#undef AFGAN_CPU_ISA
 }  // namespace
 }  // namespace isa_avx2
 #pragma GCC pop_options
@@ -49,7 +57,9 @@ namespace {
 
 namespace isa_baseline {
 namespace {
+#define AFGAN_CPU_ISA 0
 #include "filtered_lrelu_cpu_impl.h"
+#undef AFGAN_CPU_ISA
 }  // namespace
 }  // namespace isa_baseline
 
@@ -92,24 +102,24 @@ Isa SelectedIsa() {
 }
 
 void Forward(const AfganFlreluParams& p, const float* fu, const float* fd, const float* x, const float* b, float* y,
-             const ParallelFor& parallel_for) {
+             uint8_t* signs, const ParallelFor& parallel_for) {
   switch (SelectedIsa()) {
 #if AFGAN_X86_DISPATCH
-    case Isa::kAvx512: return isa_avx512::Forward(p, fu, fd, x, b, y, parallel_for);
-    case Isa::kAvx2: return isa_avx2::Forward(p, fu, fd, x, b, y, parallel_for);
+    case Isa::kAvx512: return isa_avx512::Forward(p, fu, fd, x, b, y, signs, parallel_for);
+    case Isa::kAvx2: return isa_avx2::Forward(p, fu, fd, x, b, y, signs, parallel_for);
 #endif
-    default: return isa_baseline::Forward(p, fu, fd, x, b, y, parallel_for);
+    default: return isa_baseline::Forward(p, fu, fd, x, b, y, signs, parallel_for);
   }
 }
 
-void Backward(const AfganFlreluParams& p, const float* fu, const float* fd, const float* dy, const float* x,
-              const float* b, float* dx, const ParallelFor& parallel_for) {
+void Backward(const AfganFlreluParams& p, const float* fu, const float* fd, const float* dy, const uint8_t* signs,
+              float* dx, const ParallelFor& parallel_for) {
   switch (SelectedIsa()) {
 #if AFGAN_X86_DISPATCH
-    case Isa::kAvx512: return isa_avx512::Backward(p, fu, fd, dy, x, b, dx, parallel_for);
-    case Isa::kAvx2: return isa_avx2::Backward(p, fu, fd, dy, x, b, dx, parallel_for);
+    case Isa::kAvx512: return isa_avx512::Backward(p, fu, fd, dy, signs, dx, parallel_for);
+    case Isa::kAvx2: return isa_avx2::Backward(p, fu, fd, dy, signs, dx, parallel_for);
 #endif
-    default: return isa_baseline::Backward(p, fu, fd, dy, x, b, dx, parallel_for);
+    default: return isa_baseline::Backward(p, fu, fd, dy, signs, dx, parallel_for);
   }
 }
 

@@ -35,11 +35,14 @@ Isa SelectedIsa();
 const char* IsaName(Isa isa);
 
 // y = filtered_lrelu(x); fu, fd are the raw filters (afgan_fu_count / afgan_fd_count floats).
+// With `signs` (afgan_sign_bytes, zeroed by the caller, 4-byte aligned; NULL: none), also
+// writes the intermediate's signs for Backward.
 void Forward(const AfganFlreluParams& p, const float* fu, const float* fd, const float* x, const float* b, float* y,
-             const ParallelFor& parallel_for);
-// dx for the upstream gradient dy (the bias gradient is the sum of dx over N, H, W).
-void Backward(const AfganFlreluParams& p, const float* fu, const float* fd, const float* dy, const float* x,
-              const float* b, float* dx, const ParallelFor& parallel_for);
+             uint8_t* signs, const ParallelFor& parallel_for);
+// dx for the upstream gradient dy from the forward's signs (the bias gradient is the sum of dx
+// over N, H, W).
+void Backward(const AfganFlreluParams& p, const float* fu, const float* fd, const float* dy, const uint8_t* signs,
+              float* dx, const ParallelFor& parallel_for);
 
 }  // namespace cpu
 }  // namespace afgan

@@ -8,7 +8,9 @@
 // The kernels are fused per work unit: one output tile of one image for a block of 16
 // channels goes through every stage (bias, upsampling filter, activation, downsampling
 // filter) in small thread-local buffers sized to stay in cache, so no intermediate
-// tensor is ever allocated. The tiling is the CUDA kernels' (the regions come from
+// tensor is ever allocated; when a gradient is wanted the forward also writes the
+// intermediate's signs (2 bits per element, filtered_lrelu.h), from which the gradient
+// gets act' without recomputing the forward. The tiling is the CUDA kernels' (the regions come from
 // filtered_lrelu.h). Channels are innermost (NHWC), so every inner loop is a
 // fixed-width multiply-add over 16 channels that the compiler turns into vector FMAs
 // of the target's width (one AVX-512 register, two AVX2 ones, four SSE2 ones).
@@ -30,36 +32,143 @@ struct Taps {
 
 constexpr int kCB = 16;   // Channels per work unit.
 
-// 16 channels as one value (GCC/Clang vector extension): every channel loop below is one
-// vector operation of the instruction set this copy is compiled for.
-typedef float Vec __attribute__((vector_size(kCB * sizeof(float))));
+// 16 channels as one value: kParts vectors of the instruction set's native width (GCC/Clang
+// vector extension), so every channel loop below is one AVX-512 operation, two AVX2 ones or four
+// SSE2 ones. Not one 16-float vector type: where that is wider than the hardware's vectors GCC
+// keeps it in memory (an accumulator went through the stack on every FMA) and lowers its compares
+// and selects element by element, which made the AVX2 copy 5-10x slower than the AVX-512 one.
+// AFGAN_CPU_ISA (2 AVX-512, 1 AVX2, 0 baseline) is defined by the includer: `#pragma GCC
+// target` does not update GCC's __AVX2__ / __AVX512F__ macros in C++.
+#if AFGAN_CPU_ISA == 2
+constexpr int kNativeFloats = 16;
+#elif AFGAN_CPU_ISA == 1
+constexpr int kNativeFloats = 8;
+#else
+constexpr int kNativeFloats = 4;
+#endif
+constexpr int kParts = kCB / kNativeFloats;
+typedef float NVec __attribute__((vector_size(kNativeFloats * sizeof(float))));
+typedef int32_t NIVec __attribute__((vector_size(kNativeFloats * sizeof(int32_t))));
+typedef uint32_t NUVec __attribute__((vector_size(kNativeFloats * sizeof(uint32_t))));
+// Unaligned loads and stores of an NVec: float alignment, may_alias (it reads float arrays). Not
+// std::memcpy: under generic tuning GCC expands a wide memcpy into pieces through the stack.
+typedef float UnalignedNVec __attribute__((vector_size(kNativeFloats * sizeof(float)), aligned(alignof(float)),
+                                           may_alias));
 
-// Unaligned loads and stores of a Vec: a vector type with float alignment (may_alias: it reads
-// float arrays). Not std::memcpy: under generic tuning GCC expands a 64-byte memcpy into 128-bit
-// pieces reassembled through the stack (-mmove-max=128), which made the AVX2 loops 2x slower.
-typedef float UnalignedVec __attribute__((vector_size(kCB * sizeof(float)), aligned(alignof(float)), may_alias));
+#if AFGAN_CPU_ISA == 2
+typedef NVec Vec;   // One native vector: GCC keeps it in a register as it is.
+inline NVec& Part(Vec& v, int) { return v; }
+inline const NVec& Part(const Vec& v, int) { return v; }
+#else
+struct Vec {
+  NVec part[kParts];
+  Vec& operator+=(const Vec& o) {
+    for (int k = 0; k < kParts; ++k) part[k] += o.part[k];
+    return *this;
+  }
+  Vec operator*(float w) const {
+    Vec r;
+    for (int k = 0; k < kParts; ++k) r.part[k] = part[k] * w;
+    return r;
+  }
+  Vec operator*(const Vec& o) const {
+    Vec r;
+    for (int k = 0; k < kParts; ++k) r.part[k] = part[k] * o.part[k];
+    return r;
+  }
+  float operator[](int c) const { return part[c / kNativeFloats][c % kNativeFloats]; }
+};
+inline NVec& Part(Vec& v, int k) { return v.part[k]; }
+inline const NVec& Part(const Vec& v, int k) { return v.part[k]; }
+#endif
 
-inline Vec LoadV(const float* p) { return *reinterpret_cast<const UnalignedVec*>(p); }
-inline void StoreV(float* p, const Vec& v) { *reinterpret_cast<UnalignedVec*>(p) = v; }
+inline Vec LoadV(const float* p) {
+  Vec v;
+  for (int k = 0; k < kParts; ++k) Part(v, k) = *reinterpret_cast<const UnalignedNVec*>(p + k * kNativeFloats);
+  return v;
+}
+inline void StoreV(float* p, const Vec& v) {
+  for (int k = 0; k < kParts; ++k) *reinterpret_cast<UnalignedNVec*>(p + k * kNativeFloats) = Part(v, k);
+}
 
-inline Vec ActV(Vec v, float gain, float slope, float clamp) {
+inline NVec ActN(NVec v, float gain, float slope, float clamp) {
   v = (v >= 0.f ? v : v * slope) * gain;
   if (clamp >= 0.f) {
-    v = v > clamp ? Vec{} + clamp : v;
-    v = v < -clamp ? Vec{} - clamp : v;
+    v = v > clamp ? NVec{} + clamp : v;
+    v = v < -clamp ? NVec{} - clamp : v;
   }
   return v;
 }
 
-inline Vec ActGradV(Vec v, float gain, float slope, float clamp) {
-  const Vec zero = {};
-  Vec d = v >= 0.f ? zero + gain : zero + gain * slope;
+inline Vec ActV(Vec v, float gain, float slope, float clamp) {
+  for (int k = 0; k < kParts; ++k) Part(v, k) = ActN(Part(v, k), gain, slope, clamp);
+  return v;
+}
+
+// Bit k of the result: lane k of the compare mask m is set (all ones).
+inline uint32_t LaneMask(NIVec m) {
+#if AFGAN_CPU_ISA == 2
+  return _mm512_movepi32_mask(reinterpret_cast<__m512i>(m));
+#elif AFGAN_CPU_ISA == 1
+  return uint32_t(_mm256_movemask_ps(reinterpret_cast<__m256>(m)));
+#elif defined(__SSE2__)
+  return uint32_t(_mm_movemask_ps(reinterpret_cast<__m128>(m)));
+#else
+  uint32_t mask = 0;
+  for (int c = 0; c < kNativeFloats; ++c) mask |= uint32_t(m[c] & 1) << c;
+  return mask;
+#endif
+}
+
+// The signs word of 16 channels (filtered_lrelu.h): bits 0-15 the lanes where !(v >= 0), bits
+// 16-31 those where |act(v)| > clamp (clamp >= 0), as lane masks of the compares.
+// SignGradV: act'(v) of 16 channels from their word (afgan_sign_grad per lane).
+#if AFGAN_CPU_ISA == 2
+inline uint32_t SignWordV(const Vec& v, float gain, float slope, float clamp) {
+  uint32_t word = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NGE_UQ);
   if (clamp >= 0.f) {
     const Vec a = (v >= 0.f ? v : v * slope) * gain;
-    d = (a > clamp || a < -clamp) ? zero : d;
+    word |= uint32_t(_mm512_cmp_ps_mask(a, _mm512_set1_ps(clamp), _CMP_GT_OQ) |
+                     _mm512_cmp_ps_mask(a, _mm512_set1_ps(-clamp), _CMP_LT_OQ)) << 16;
   }
-  return d;
+  return word;
 }
+
+inline Vec SignGradV(uint32_t word, float gain, float slope) {
+  const __m512 d = _mm512_mask_blend_ps(__mmask16(word), _mm512_set1_ps(gain), _mm512_set1_ps(gain * slope));
+  return _mm512_maskz_mov_ps(__mmask16(~(word >> 16)), d);
+}
+#else
+inline uint32_t SignWordV(const Vec& v, float gain, float slope, float clamp) {
+  uint32_t word = 0;
+  for (int k = 0; k < kParts; ++k) {
+    const NVec x = Part(v, k);
+    uint32_t bits = LaneMask(~(x >= 0.f));
+    if (clamp >= 0.f) {
+      const NVec a = (x >= 0.f ? x : x * slope) * gain;
+      bits |= LaneMask((a > clamp) | (a < -clamp)) << 16;
+    }
+    word |= bits << (k * kNativeFloats);
+  }
+  return word;
+}
+
+inline Vec SignGradV(uint32_t word, float gain, float slope) {
+  const NVec zero = {};
+  const NUVec w = NUVec{} + word;
+  Vec p;
+  for (int k = 0; k < kParts; ++k) {
+    NUVec neg_bit, clamp_bit;     // Each lane's two bits (and + compare: SSE2 has no per-lane shifts).
+    for (int c = 0; c < kNativeFloats; ++c) {
+      neg_bit[c] = 1u << (k * kNativeFloats + c);
+      clamp_bit[c] = 1u << (16 + k * kNativeFloats + c);
+    }
+    const NVec d = (w & neg_bit) != 0u ? zero + gain * slope : zero + gain;
+    Part(p, k) = (w & clamp_bit) != 0u ? zero : d;
+  }
+  return p;
+}
+#endif
 
 // Four outputs accumulated together: one weight broadcast and four FMAs per tap, the
 // inputs `gap` floats apart.
@@ -249,34 +358,62 @@ struct TileWriter {
   }
 };
 
+// One output tile of y; with kSigns, also the signs of the part of its intermediate region that
+// it owns (afgan_owned_sign_len: each position once, so plain stores).
+template <bool kSigns>
 void ForwardUnit(const AfganFlreluParams& p, const AfganPlan& plan, const PlanTaps& pt, const Taps& taps,
-                 const float* x, const float* b, float* y, int n, int c0, AfganSpan oy, AfganSpan ox, Buffers& buf) {
+                 const float* x, const float* b, float* y, uint32_t* signs, int n, int c0, AfganSpan oy,
+                 AfganSpan ox, Buffers& buf) {
   const AfganTileRegions r = afgan_forward_regions(plan, oy.lo, oy.len, ox.lo, ox.len);
   float *s0 = buf.s0, *s1 = buf.s1, *s2 = buf.s2;
+  const float gain = p.gain, slope = p.slope, clamp = p.clamp;
+  const int own_h = afgan_owned_sign_len(r.ry, oy, afgan_out_h(p), p.down);
+  const int own_w = afgan_owned_sign_len(r.rx, ox, afgan_out_w(p), p.down);
+  const int64_t col_stride = afgan_sign_words(p), row_stride = int64_t(afgan_tmp_w(p)) * col_stride;
+  uint32_t* const sign_base = kSigns ? signs + afgan_sign_word_index(p, n, r.ry.lo, r.rx.lo, c0 / kCB) : nullptr;
   Load(x, b, p.h, p.w, p.c, n, c0, r.iy, r.ix, s0);
-  TwoPass(s0, s1, r.iy, r.ix, pt.fwd_up, p.fu_w, taps.up.data(), p.fu_2d, r.ry, r.rx,
-          [&](int i, int j, const Vec& acc) {
-            StoreV(s2 + (static_cast<int64_t>(i) * r.rx.len + j) * kCB, ActV(acc, p.gain, p.slope, p.clamp));
-          });
+  if (!kSigns) {
+    TwoPass(s0, s1, r.iy, r.ix, pt.fwd_up, p.fu_w, taps.up.data(), p.fu_2d, r.ry, r.rx,
+            [&](int i, int j, const Vec& acc) {
+              StoreV(s2 + (static_cast<int64_t>(i) * r.rx.len + j) * kCB, ActV(acc, gain, slope, clamp));
+            });
+  } else {
+    // The pre-activation first, then one sweep that writes the owned signs and activates in place
+    // (the signs inside the pass's store cost 4x more: 1.3 against 0.3 ms on a 32x32 StyleGAN3-T layer).
+    TwoPass(s0, s1, r.iy, r.ix, pt.fwd_up, p.fu_w, taps.up.data(), p.fu_2d, r.ry, r.rx,
+            [&](int i, int j, const Vec& acc) { StoreV(s2 + (static_cast<int64_t>(i) * r.rx.len + j) * kCB, acc); });
+    for (int i = 0; i < r.ry.len; ++i) {
+      float* row = s2 + static_cast<int64_t>(i) * r.rx.len * kCB;
+      uint32_t* words = sign_base + i * row_stride;
+      const int owned = i < own_h ? own_w : 0;
+      int j = 0;
+      for (; j < owned; ++j, words += col_stride) {
+        const Vec v = LoadV(row + j * kCB);
+        *words = SignWordV(v, gain, slope, clamp);
+        StoreV(row + j * kCB, ActV(v, gain, slope, clamp));
+      }
+      for (; j < r.rx.len; ++j) StoreV(row + j * kCB, ActV(LoadV(row + j * kCB), gain, slope, clamp));
+    }
+  }
   TwoPass(s2, s1, r.ry, r.rx, pt.fwd_down, p.fd_w, taps.down.data(), p.fd_2d, oy, ox,
           TileWriter{y, afgan_out_h(p), afgan_out_w(p), p.c, n, c0, oy, ox});
 }
 
+// One tile of dx from dy and the forward's signs (no recomputation of the forward).
 void BackwardUnit(const AfganFlreluParams& p, const AfganPlan& plan, const PlanTaps& pt, const Taps& taps,
-                  const float* dy, const float* x, const float* b, float* dx, int n, int c0, AfganSpan oy,
-                  AfganSpan ox, Buffers& buf) {
+                  const float* dy, const uint32_t* signs, float* dx, int n, int c0, AfganSpan oy, AfganSpan ox,
+                  Buffers& buf) {
   const AfganTileRegions r = afgan_backward_regions(plan, oy.lo, oy.len, ox.lo, ox.len);
   float *s0 = buf.s0, *s1 = buf.s1, *s2 = buf.s2;
-  // G = transposed down pass of dy over the intermediate region.
+  // G = (transposed down pass of dy) * act'(pre-activation) over the intermediate region.
+  const float gain = p.gain, slope = p.slope;
+  const int64_t col_stride = afgan_sign_words(p), row_stride = int64_t(afgan_tmp_w(p)) * col_stride;
+  const uint32_t* const sign_base = signs + afgan_sign_word_index(p, n, r.ry.lo, r.rx.lo, c0 / kCB);
   Load(dy, nullptr, afgan_out_h(p), afgan_out_w(p), p.c, n, c0, r.dy, r.dx, s0);
   TwoPass(s0, s1, r.dy, r.dx, pt.bwd_down, p.fd_w, taps.down_rev.data(), p.fd_2d, r.ry, r.rx,
-          [&](int i, int j, const Vec& acc) { StoreV(s2 + (static_cast<int64_t>(i) * r.rx.len + j) * kCB, acc); });
-  // G *= act'(pre-activation), rebuilt from x.
-  Load(x, b, p.h, p.w, p.c, n, c0, r.iy, r.ix, s0);
-  TwoPass(s0, s1, r.iy, r.ix, pt.fwd_up, p.fu_w, taps.up.data(), p.fu_2d, r.ry, r.rx,
           [&](int i, int j, const Vec& acc) {
-            float* d = s2 + (static_cast<int64_t>(i) * r.rx.len + j) * kCB;
-            StoreV(d, LoadV(d) * ActGradV(acc, p.gain, p.slope, p.clamp));
+            const uint32_t word = sign_base[i * row_stride + j * col_stride];
+            StoreV(s2 + (static_cast<int64_t>(i) * r.rx.len + j) * kCB, acc * SignGradV(word, gain, slope));
           });
   // dx = transposed up pass of G.
   TwoPass(s2, s1, r.ry, r.rx, pt.bwd_up, p.fu_w, taps.up_rev.data(), p.fu_2d, oy, ox,
@@ -308,7 +445,7 @@ void ForEachUnit(const AfganFlreluParams& p, bool backward, const ParallelFor& p
   const int blocks = (p.c + kCB - 1) / kCB;
   const int64_t per_image = static_cast<int64_t>(tiles_y) * tiles_x * blocks;
   const int64_t units = per_image * p.n;
-  const int64_t cost = need.s2 * kCB * (p.fu_w + p.fd_w + 4) * (backward ? 3 : 2);
+  const int64_t cost = need.s2 * kCB * (p.fu_w + p.fd_w + 4) * 2;
   parallel_for(units, cost, [&](int64_t begin, int64_t end) {
     Buffers buf;
     buf.Reserve(need);
@@ -325,21 +462,27 @@ void ForEachUnit(const AfganFlreluParams& p, bool backward, const ParallelFor& p
 
 // Entry points of this instruction set (the parameters are valid: afgan_check_params).
 void Forward(const AfganFlreluParams& p, const float* fu, const float* fd, const float* x, const float* b, float* y,
-             const ParallelFor& parallel_for) {
+             uint8_t* signs, const ParallelFor& parallel_for) {
   const Taps taps(p, fu, fd);
   const AfganPlan plan = afgan_make_plan(p);
   const PlanTaps plan_taps(plan);
+  uint32_t* words = reinterpret_cast<uint32_t*>(signs);
   ForEachUnit(p, false, parallel_for, [&](int n, int c0, AfganSpan oy, AfganSpan ox, Buffers& buf) {
-    ForwardUnit(p, plan, plan_taps, taps, x, b, y, n, c0, oy, ox, buf);
+    if (words != nullptr) {
+      ForwardUnit<true>(p, plan, plan_taps, taps, x, b, y, words, n, c0, oy, ox, buf);
+    } else {
+      ForwardUnit<false>(p, plan, plan_taps, taps, x, b, y, words, n, c0, oy, ox, buf);
+    }
   });
 }
 
-void Backward(const AfganFlreluParams& p, const float* fu, const float* fd, const float* dy, const float* x,
-              const float* b, float* dx, const ParallelFor& parallel_for) {
+void Backward(const AfganFlreluParams& p, const float* fu, const float* fd, const float* dy, const uint8_t* signs,
+              float* dx, const ParallelFor& parallel_for) {
   const Taps taps(p, fu, fd);
   const AfganPlan plan = afgan_make_plan(p);
   const PlanTaps plan_taps(plan);
+  const uint32_t* words = reinterpret_cast<const uint32_t*>(signs);
   ForEachUnit(p, true, parallel_for, [&](int n, int c0, AfganSpan oy, AfganSpan ox, Buffers& buf) {
-    BackwardUnit(p, plan, plan_taps, taps, dy, x, b, dx, n, c0, oy, ox, buf);
+    BackwardUnit(p, plan, plan_taps, taps, dy, words, dx, n, c0, oy, ox, buf);
   });
 }

@@ -12,6 +12,7 @@
 #endif
 
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -65,6 +66,7 @@ class FilteredLreluBase : public OpKernel {
     OP_REQUIRES(ctx, slope_ >= 0.f && std::isfinite(slope_),
                 errors::InvalidArgument("slope must be finite and >= 0, got ", slope_));
     OP_REQUIRES(ctx, !std::isnan(clamp_), errors::InvalidArgument("clamp must not be NaN (< 0 means none)"));
+    if (ctx->HasAttr("write_signs")) OP_REQUIRES_OK(ctx, ctx->GetAttr("write_signs", &write_signs_));
   }
 
  protected:
@@ -82,25 +84,96 @@ class FilteredLreluBase : public OpKernel {
                 errors::InvalidArgument("x must have height and width in [1, ", AFGAN_FLRELU_MAX_DIM,
                                         "], channels >= 1 and at most ", AFGAN_FLRELU_MAX_ELEMENTS,
                                         " elements, got shape ", x.shape().DebugString()));
-    for (const Tensor* f : {&fu, &fd}) {
-      const char* name = f == &fu ? "fu" : "fd";
-      OP_REQUIRES(ctx, f->dims() == 1 || f->dims() == 2,
-                  errors::InvalidArgument(name, " must be 1-D [taps] or 2-D [height, width], got shape ",
-                                          f->shape().DebugString()));
-      for (int d = 0; d < f->dims(); ++d) {
-        OP_REQUIRES(ctx, f->dim_size(d) >= 1 && f->dim_size(d) <= AFGAN_FLRELU_MAX_TAPS,
-                    errors::InvalidArgument(name, " must have 1 to ", AFGAN_FLRELU_MAX_TAPS,
-                                            " taps per axis, got shape ", f->shape().DebugString()));
-      }
-    }
     OP_REQUIRES(ctx, b.dims() == 1 && b.dim_size(0) == x.dim_size(3),
                 errors::InvalidArgument("b must have shape [", x.dim_size(3), "] (the channels of x), got ",
                                         b.shape().DebugString()));
+    SetupParams(ctx, x.dim_size(0), x.dim_size(1), x.dim_size(2), x.dim_size(3), fu, fd, p);
+  }
+
+  // Validates dy, signs, fu, fd of the gradient and fills the parameters (x's height and width
+  // from the signs' intermediate size).
+  void SetupGrad(OpKernelContext* ctx, const Tensor& dy, const Tensor& signs, const Tensor& fu, const Tensor& fd,
+                 AfganFlreluParams* p) {
+    OP_REQUIRES(ctx, dy.dims() == 4 && dy.dim_size(3) >= 1 && dy.NumElements() <= AFGAN_FLRELU_MAX_ELEMENTS,
+                errors::InvalidArgument("dy must be 4-D NHWC [batch, height, width, channels], got shape ",
+                                        dy.shape().DebugString()));
+    OP_REQUIRES(ctx, signs.dims() == 4 && signs.dim_size(0) == dy.dim_size(0),
+                errors::InvalidArgument("signs must be the [batch, tmp_h, tmp_w, bytes] signs of the forward ",
+                                        "(run with write_signs), got shape ", signs.shape().DebugString(),
+                                        " for dy ", dy.shape().DebugString()));
+    OP_REQUIRES(ctx, CheckFilter(ctx, fu, "fu") && CheckFilter(ctx, fd, "fd"), ctx->status());
+    const int64_t h = afgan_in_len_from_tmp(signs.dim_size(1), up_, padding_[2], padding_[3],
+                                            fu.dim_size(0));
+    const int64_t w = afgan_in_len_from_tmp(signs.dim_size(2), up_, padding_[0], padding_[1],
+                                            fu.dim_size(fu.dims() - 1));
+    OP_REQUIRES(ctx, h >= 1 && w >= 1 && h <= AFGAN_FLRELU_MAX_DIM && w <= AFGAN_FLRELU_MAX_DIM,
+                errors::InvalidArgument("signs shape ", signs.shape().DebugString(),
+                                        " is not the intermediate of any input for up ", up_, " and fu ",
+                                        fu.shape().DebugString()));
+    OP_REQUIRES(ctx, dy.dim_size(0) * h * w * dy.dim_size(3) <= AFGAN_FLRELU_MAX_ELEMENTS,
+                errors::InvalidArgument("dx would have more than ", AFGAN_FLRELU_MAX_ELEMENTS, " elements"));
+    SetupParams(ctx, dy.dim_size(0), h, w, dy.dim_size(3), fu, fd, p);
+    if (!ctx->status().ok()) return;
+    const TensorShape y_shape({p->n, afgan_out_h(*p), afgan_out_w(*p), p->c});
+    OP_REQUIRES(ctx, dy.shape() == y_shape,
+                errors::InvalidArgument("dy must have the output's shape ", y_shape.DebugString(), ", got ",
+                                        dy.shape().DebugString()));
+    OP_REQUIRES(ctx, signs.dim_size(3) == 4 * afgan_sign_words(*p),
+                errors::InvalidArgument("signs must have ", 4 * afgan_sign_words(*p), " bytes per position for ",
+                                        p->c, " channels, got shape ", signs.shape().DebugString()));
+  }
+
+  // The forward's signs output: afgan_sign_bytes zeroed bytes with write_signs, else empty.
+  // Returns its data (NULL when empty or on error).
+  uint8_t* AllocateSigns(OpKernelContext* ctx, const AfganFlreluParams& p, bool zero_on_host) {
+    Tensor* signs = nullptr;
+    if (write_signs_) {
+      const int code = afgan_check_signs(p);
+      if (code != AFGAN_FLRELU_OK) {
+        ctx->CtxFailure(errors::InvalidArgument(afgan_flrelu_error(code), " (", afgan_sign_bytes(p),
+                                                " bytes; write_signs is set when a gradient tape records the op)"));
+        return nullptr;
+      }
+    }
+    const TensorShape shape = write_signs_ ? TensorShape({p.n, afgan_tmp_h(p), afgan_tmp_w(p), 4 * afgan_sign_words(p)})
+                                           : TensorShape({0});
+    const ::tensorflow::Status status = ctx->allocate_output(1, shape, &signs);
+    if (!status.ok()) {
+      ctx->SetStatus(status);
+      return nullptr;
+    }
+    if (!write_signs_ || signs->NumElements() == 0) return nullptr;
+    uint8_t* data = signs->flat<uint8_t>().data();
+    if (zero_on_host) std::memset(data, 0, signs->NumElements());
+    return data;
+  }
+
+ private:
+  bool CheckFilter(OpKernelContext* ctx, const Tensor& f, const char* name) {
+    if (f.dims() != 1 && f.dims() != 2) {
+      ctx->CtxFailure(errors::InvalidArgument(name, " must be 1-D [taps] or 2-D [height, width], got shape ",
+                                              f.shape().DebugString()));
+      return false;
+    }
+    for (int d = 0; d < f.dims(); ++d) {
+      if (f.dim_size(d) < 1 || f.dim_size(d) > AFGAN_FLRELU_MAX_TAPS) {
+        ctx->CtxFailure(errors::InvalidArgument(name, " must have 1 to ", AFGAN_FLRELU_MAX_TAPS,
+                                                " taps per axis, got shape ", f.shape().DebugString()));
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Fills the parameters for x of shape [n, h, w, c] (each checked against the limits by the caller).
+  void SetupParams(OpKernelContext* ctx, int64_t n, int64_t h, int64_t w, int64_t c, const Tensor& fu,
+                   const Tensor& fd, AfganFlreluParams* p) {
+    if (!CheckFilter(ctx, fu, "fu") || !CheckFilter(ctx, fd, "fd")) return;
     *p = AfganFlreluParams{};
-    p->n = static_cast<int>(x.dim_size(0));
-    p->h = static_cast<int>(x.dim_size(1));
-    p->w = static_cast<int>(x.dim_size(2));
-    p->c = static_cast<int>(x.dim_size(3));
+    p->n = static_cast<int>(n);
+    p->h = static_cast<int>(h);
+    p->w = static_cast<int>(w);
+    p->c = static_cast<int>(c);
     p->up = up_;
     p->down = down_;
     p->px0 = padding_[0];
@@ -119,16 +192,18 @@ class FilteredLreluBase : public OpKernel {
     p->fd_h = static_cast<int>(fd.dim_size(0));
     const int code = afgan_check_params(*p);
     OP_REQUIRES(ctx, code == AFGAN_FLRELU_OK,
-                errors::InvalidArgument(afgan_flrelu_error(code), " (x ", x.shape().DebugString(), ", up ", up_,
+                errors::InvalidArgument(afgan_flrelu_error(code), " (x [", n, ",", h, ",", w, ",", c, "], up ", up_,
                                         ", down ", down_, ", padding [", padding_[0], ", ", padding_[1], ", ",
                                         padding_[2], ", ", padding_[3], "], fu ", fu.shape().DebugString(), ", fd ",
                                         fd.shape().DebugString(), ")"));
   }
 
+ protected:
   int up_, down_;
   std::vector<int> padding_;
   float gain_, slope_, clamp_;
   bool flip_filter_;
+  bool write_signs_ = false;   // Forward only.
 };
 
 // The intra-op thread pool as the CPU kernels' parallel-for.
@@ -150,9 +225,10 @@ class FilteredLreluCpuOp : public FilteredLreluBase {
     if (!ctx->status().ok()) return;
     Tensor* y = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({p.n, afgan_out_h(p), afgan_out_w(p), p.c}), &y));
-    if (p.n == 0) return;
+    uint8_t* signs = AllocateSigns(ctx, p, true);
+    if (!ctx->status().ok() || p.n == 0) return;
     cpu::Forward(p, fu.flat<float>().data(), fd.flat<float>().data(), x.flat<float>().data(),
-                 b.flat<float>().data(), y->flat<float>().data(), ThreadPoolFor(ctx));
+                 b.flat<float>().data(), y->flat<float>().data(), signs, ThreadPoolFor(ctx));
   }
 };
 
@@ -161,20 +237,15 @@ class FilteredLreluGradCpuOp : public FilteredLreluBase {
   using FilteredLreluBase::FilteredLreluBase;
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor &dy = ctx->input(0), &x = ctx->input(1), &fu = ctx->input(2), &fd = ctx->input(3),
-                 &b = ctx->input(4);
+    const Tensor &dy = ctx->input(0), &signs = ctx->input(1), &fu = ctx->input(2), &fd = ctx->input(3);
     AfganFlreluParams p;
-    Setup(ctx, x, fu, fd, b, &p);
+    SetupGrad(ctx, dy, signs, fu, fd, &p);
     if (!ctx->status().ok()) return;
-    const TensorShape y_shape({p.n, afgan_out_h(p), afgan_out_w(p), p.c});
-    OP_REQUIRES(ctx, dy.shape() == y_shape,
-                errors::InvalidArgument("dy must have the output's shape ", y_shape.DebugString(), ", got ",
-                                        dy.shape().DebugString()));
     Tensor* dx = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &dx));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({p.n, p.h, p.w, p.c}), &dx));
     if (p.n == 0) return;
     cpu::Backward(p, fu.flat<float>().data(), fd.flat<float>().data(), dy.flat<float>().data(),
-                  x.flat<float>().data(), b.flat<float>().data(), dx->flat<float>().data(), ThreadPoolFor(ctx));
+                  signs.flat<uint8_t>().data(), dx->flat<float>().data(), ThreadPoolFor(ctx));
   }
 };
 
@@ -186,51 +257,47 @@ REGISTER_KERNEL_BUILDER(Name("AfganFilteredLreluGrad").Device(::tensorflow::DEVI
 // GPU kernels: filters arrive in host memory, everything else on the device; the
 // CUDA code runs on the op's stream.
 
-class FilteredLreluGpuOp : public FilteredLreluBase {
+class FilteredLreluGpuForward : public FilteredLreluBase {
  public:
-  explicit FilteredLreluGpuOp(OpKernelConstruction* ctx, bool grad) : FilteredLreluBase(ctx), grad_(grad) {}
+  using FilteredLreluBase::FilteredLreluBase;
 
   void Compute(OpKernelContext* ctx) override {
-    const int offset = grad_ ? 1 : 0;
-    const Tensor &x = ctx->input(offset), &fu = ctx->input(offset + 1), &fd = ctx->input(offset + 2),
-                 &b = ctx->input(offset + 3);
+    const Tensor &x = ctx->input(0), &fu = ctx->input(1), &fd = ctx->input(2), &b = ctx->input(3);
     AfganFlreluParams p;
     Setup(ctx, x, fu, fd, b, &p);
     if (!ctx->status().ok()) return;
-    const TensorShape y_shape({p.n, afgan_out_h(p), afgan_out_w(p), p.c});
-    if (grad_) {
-      OP_REQUIRES(ctx, ctx->input(0).shape() == y_shape,
-                  errors::InvalidArgument("dy must have the output's shape ", y_shape.DebugString()));
-    }
-    Tensor* out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, grad_ ? x.shape() : y_shape, &out));
-    if (p.n == 0) return;
+    Tensor* y = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({p.n, afgan_out_h(p), afgan_out_w(p), p.c}), &y));
+    uint8_t* signs = AllocateSigns(ctx, p, false);   // Zeroed by the CUDA entry point, on the stream.
+    if (!ctx->status().ok() || p.n == 0) return;
     auto stream = reinterpret_cast<cudaStream_t>(ctx->eigen_gpu_device().stream());
-    const float* fu_host = fu.flat<float>().data();
-    const float* fd_host = fd.flat<float>().data();
-    int code;
-    if (grad_) {
-      code = afgan_flrelu_cuda_backward(&p, ctx->input(0).flat<float>().data(), x.flat<float>().data(),
-                                        b.flat<float>().data(), fu_host, fd_host, out->flat<float>().data(), stream);
-    } else {
-      code = afgan_flrelu_cuda_forward(&p, x.flat<float>().data(), b.flat<float>().data(), fu_host, fd_host,
-                                       out->flat<float>().data(), stream);
-    }
+    const int code = afgan_flrelu_cuda_forward(&p, x.flat<float>().data(), b.flat<float>().data(),
+                                               fu.flat<float>().data(), fd.flat<float>().data(),
+                                               y->flat<float>().data(), signs, stream);
     OP_REQUIRES(ctx, code == 0, errors::Internal("filtered_lrelu CUDA kernel failed: ", afgan_flrelu_error(code),
                                                  " ", afgan_flrelu_cuda_last_error()));
   }
-
- private:
-  bool grad_;
 };
 
-class FilteredLreluGpuForward : public FilteredLreluGpuOp {
+class FilteredLreluGpuBackward : public FilteredLreluBase {
  public:
-  explicit FilteredLreluGpuForward(OpKernelConstruction* ctx) : FilteredLreluGpuOp(ctx, false) {}
-};
-class FilteredLreluGpuBackward : public FilteredLreluGpuOp {
- public:
-  explicit FilteredLreluGpuBackward(OpKernelConstruction* ctx) : FilteredLreluGpuOp(ctx, true) {}
+  using FilteredLreluBase::FilteredLreluBase;
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &dy = ctx->input(0), &signs = ctx->input(1), &fu = ctx->input(2), &fd = ctx->input(3);
+    AfganFlreluParams p;
+    SetupGrad(ctx, dy, signs, fu, fd, &p);
+    if (!ctx->status().ok()) return;
+    Tensor* dx = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({p.n, p.h, p.w, p.c}), &dx));
+    if (p.n == 0) return;
+    auto stream = reinterpret_cast<cudaStream_t>(ctx->eigen_gpu_device().stream());
+    const int code = afgan_flrelu_cuda_backward(&p, dy.flat<float>().data(), signs.flat<uint8_t>().data(),
+                                                fu.flat<float>().data(), fd.flat<float>().data(),
+                                                dx->flat<float>().data(), stream);
+    OP_REQUIRES(ctx, code == 0, errors::Internal("filtered_lrelu CUDA kernel failed: ", afgan_flrelu_error(code),
+                                                 " ", afgan_flrelu_cuda_last_error()));
+  }
 };
 
 REGISTER_KERNEL_BUILDER(

@@ -5,9 +5,11 @@
 // there (upsampling filter, activation, downsampling filter), and writes only the
 // tile, so no intermediate tensor goes through global memory. threadIdx.x indexes
 // channels (NHWC: neighbouring threads read neighbouring floats), threadIdx.y pixels.
-// The gradient kernel does the same for a tile of dx: it rebuilds the pre-activation
-// from x, applies the transposed passes to dy, and multiplies by the activation's
-// derivative on the way. Filter taps live in constant memory.
+// When a gradient is wanted the forward kernel also writes the signs of the intermediate
+// (2 bits per element, filtered_lrelu.h), each position from the one tile that owns it.
+// The gradient kernel does the same for a tile of dx: it applies the transposed passes
+// to dy and multiplies by the activation's derivative read from the signs on the way,
+// without x. Filter taps live in constant memory.
 //
 // This file needs CUDA only (no TensorFlow); entry points in filtered_lrelu_cuda.h.
 // Compiled with -DAFGAN_CUDA_EMULATION by a host compiler, it runs on the CPU through
@@ -129,7 +131,7 @@ __device__ void TwoPass(const float* s0, float* s1, AfganSpan src_y, AfganSpan s
 
 __global__ void ForwardKernel(AfganFlreluParams p, AfganPlan plan, TapOffsets to, int tile_h, int tile_w,
                               int tiles_x, SmemLayout layout, const float* __restrict__ x,
-                              const float* __restrict__ bias, float* __restrict__ y) {
+                              const float* __restrict__ bias, float* __restrict__ y, unsigned* __restrict__ signs) {
   AFGAN_DYNAMIC_SMEM(smem);
   float* s0 = smem;
   float* s1 = smem + layout.s1 * kCh;
@@ -142,12 +144,22 @@ __global__ void ForwardKernel(AfganFlreluParams p, AfganPlan plan, TapOffsets to
 
   LoadBlock(x, bias, p.h, p.w, p.c, n, c, r.iy, r.ix, s0);
   __syncthreads();
-  // Pre-activation over the tmp region, activated as it is stored.
+  // Pre-activation over the tmp region, activated as it is stored (and the signs of the part of
+  // the region this tile owns written: 16 channels share a word, two blocks of kCh, so atomicOr).
+  const bool valid = c < p.c;
+  const int own_h = afgan_owned_sign_len(r.ry, oy, out_h, p.down);
+  const int own_w = afgan_owned_sign_len(r.rx, ox, out_w, p.down);
   TwoPass(s0, s1, r.iy, r.ix, plan.fwd_up, c_taps + to.up, p.fu_2d, r.ry, r.rx, [&](int i, int j, float v) {
     s2[(i * r.rx.len + j) * kCh + threadIdx.x] = afgan_act(v, p.gain, p.slope, p.clamp);
+    if (signs != nullptr && valid && i < own_h && j < own_w) {
+      const unsigned code = afgan_sign_code(v, p.gain, p.slope, p.clamp);
+      if (code != 0u) {
+        atomicOr(signs + afgan_sign_word_index(p, n, r.ry.lo + i, r.rx.lo + j, c / AFGAN_SIGN_CHANNELS),
+                 afgan_sign_bits(code, c));
+      }
+    }
   });
   __syncthreads();
-  const bool valid = c < p.c;
   TwoPass(s2, s1, r.ry, r.rx, plan.fwd_down, c_taps + to.down, p.fd_2d, oy, ox, [&](int i, int j, float v) {
     if (valid) y[((static_cast<long long>(n) * out_h + oy.lo + i) * out_w + ox.lo + j) * p.c + c] = v;
   });
@@ -155,8 +167,7 @@ __global__ void ForwardKernel(AfganFlreluParams p, AfganPlan plan, TapOffsets to
 
 __global__ void BackwardKernel(AfganFlreluParams p, AfganPlan plan, TapOffsets to, int tile_h, int tile_w,
                                int tiles_x, SmemLayout layout, const float* __restrict__ dy,
-                               const float* __restrict__ x, const float* __restrict__ bias,
-                               float* __restrict__ dx) {
+                               const unsigned* __restrict__ signs, float* __restrict__ dx) {
   AFGAN_DYNAMIC_SMEM(smem);
   float* s0 = smem;
   float* s1 = smem + layout.s1 * kCh;
@@ -166,21 +177,20 @@ __global__ void BackwardKernel(AfganFlreluParams p, AfganPlan plan, TapOffsets t
   const AfganSpan ox = afgan_clip_tile((blockIdx.x % tiles_x) * tile_w, tile_w, p.w);
   const AfganTileRegions r = afgan_backward_regions(plan, oy.lo, oy.len, ox.lo, ox.len);
 
-  // G = transposed down pass of dy over the tmp region.
+  // G = (transposed down pass of dy) * act'(pre-activation, from the signs) over the tmp region.
+  const bool valid = c < p.c;
   LoadBlock(dy, nullptr, afgan_out_h(p), afgan_out_w(p), p.c, n, c, r.dy, r.dx, s0);
   __syncthreads();
-  TwoPass(s0, s1, r.dy, r.dx, plan.bwd_down, c_taps + to.down_rev, p.fd_2d, r.ry, r.rx,
-          [&](int i, int j, float v) { s2[(i * r.rx.len + j) * kCh + threadIdx.x] = v; });
-  __syncthreads();
-  // G *= act'(pre-activation), the pre-activation rebuilt from x.
-  LoadBlock(x, bias, p.h, p.w, p.c, n, c, r.iy, r.ix, s0);
-  __syncthreads();
-  TwoPass(s0, s1, r.iy, r.ix, plan.fwd_up, c_taps + to.up, p.fu_2d, r.ry, r.rx, [&](int i, int j, float v) {
-    s2[(i * r.rx.len + j) * kCh + threadIdx.x] *= afgan_act_grad(v, p.gain, p.slope, p.clamp);
+  TwoPass(s0, s1, r.dy, r.dx, plan.bwd_down, c_taps + to.down_rev, p.fd_2d, r.ry, r.rx, [&](int i, int j, float v) {
+    float d = 0.f;   // Channels past C load dy as 0 and stay 0.
+    if (valid) {
+      const unsigned word = signs[afgan_sign_word_index(p, n, r.ry.lo + i, r.rx.lo + j, c / AFGAN_SIGN_CHANNELS)];
+      d = afgan_sign_grad(afgan_sign_unpack(word, c), p.gain, p.slope);
+    }
+    s2[(i * r.rx.len + j) * kCh + threadIdx.x] = v * d;
   });
   __syncthreads();
   // dx = transposed up pass of G.
-  const bool valid = c < p.c;
   TwoPass(s2, s1, r.ry, r.rx, plan.bwd_up, c_taps + to.up_rev, p.fu_2d, oy, ox, [&](int i, int j, float v) {
     if (valid) dx[((static_cast<long long>(n) * p.h + oy.lo + i) * p.w + ox.lo + j) * p.c + c] = v;
   });
@@ -195,8 +205,9 @@ int Fail(int code, const char* what, cudaError_t err = cudaSuccess) {
   return code;
 }
 
+// Forward (x, b -> out = y, and the signs when `signs` is not NULL) or gradient (dy, signs -> out = dx).
 int Launch(const AfganFlreluParams* pp, const float* dy, const float* x, const float* b, const float* fu,
-           const float* fd, float* out, cudaStream_t stream, bool backward) {
+           const float* fd, float* out, uint8_t* signs, cudaStream_t stream, bool backward) {
   if (pp == nullptr) return Fail(AFGAN_FLRELU_BAD_X, "params is NULL");
   const AfganFlreluParams p = *pp;
   const int code = afgan_check_params(p);
@@ -218,6 +229,14 @@ int Launch(const AfganFlreluParams* pp, const float* dy, const float* x, const f
                                             cudaMemcpyHostToDevice, stream);
   if (err != cudaSuccess) return Fail(AFGAN_FLRELU_CUDA_ERROR, "copying filter taps", err);
 
+  if (signs != nullptr && afgan_check_signs(p) != AFGAN_FLRELU_OK) {
+    return Fail(AFGAN_FLRELU_SIGNS_TOO_LARGE, afgan_flrelu_error(AFGAN_FLRELU_SIGNS_TOO_LARGE));
+  }
+  if (!backward && signs != nullptr) {
+    err = cudaMemsetAsync(signs, 0, size_t(afgan_sign_bytes(p)), stream);
+    if (err != cudaSuccess) return Fail(AFGAN_FLRELU_CUDA_ERROR, "clearing the signs", err);
+  }
+
   const AfganPlan plan = afgan_make_plan(p);
   const int rows = backward ? p.h : afgan_out_h(p), cols = backward ? p.w : afgan_out_w(p);
   for (int tile : {16, 8, 4, 2, 1}) {
@@ -232,11 +251,11 @@ int Launch(const AfganFlreluParams* pp, const float* dy, const float* x, const f
     if (backward) {
       cudaFuncSetAttribute(BackwardKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmemBytes);
       AFGAN_LAUNCH(BackwardKernel, grid, block, size_t(bytes), stream, p, plan, to, tile, tile, int(tiles_x), layout,
-                   dy, x, b, out);
+                   dy, reinterpret_cast<const unsigned*>(signs), out);
     } else {
       cudaFuncSetAttribute(ForwardKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmemBytes);
       AFGAN_LAUNCH(ForwardKernel, grid, block, size_t(bytes), stream, p, plan, to, tile, tile, int(tiles_x), layout,
-                   x, b, out);
+                   x, b, out, reinterpret_cast<unsigned*>(signs));
     }
     err = cudaGetLastError();
     return err == cudaSuccess ? AFGAN_FLRELU_OK : Fail(AFGAN_FLRELU_CUDA_ERROR, "kernel launch", err);
@@ -247,14 +266,14 @@ int Launch(const AfganFlreluParams* pp, const float* dy, const float* x, const f
 }  // namespace
 
 extern "C" int afgan_flrelu_cuda_forward(const AfganFlreluParams* p, const float* x, const float* b, const float* fu,
-                                         const float* fd, float* y, cudaStream_t stream) {
-  return Launch(p, nullptr, x, b, fu, fd, y, stream, false);
+                                         const float* fd, float* y, uint8_t* signs, cudaStream_t stream) {
+  return Launch(p, nullptr, x, b, fu, fd, y, signs, stream, false);
 }
 
-extern "C" int afgan_flrelu_cuda_backward(const AfganFlreluParams* p, const float* dy, const float* x,
-                                          const float* b, const float* fu, const float* fd, float* dx,
-                                          cudaStream_t stream) {
-  return Launch(p, dy, x, b, fu, fd, dx, stream, true);
+extern "C" int afgan_flrelu_cuda_backward(const AfganFlreluParams* p, const float* dy, const uint8_t* signs,
+                                          const float* fu, const float* fd, float* dx, cudaStream_t stream) {
+  if (signs == nullptr) return Fail(AFGAN_FLRELU_BAD_X, "signs is NULL (run the forward with signs)");
+  return Launch(p, dy, nullptr, nullptr, fu, fd, dx, const_cast<uint8_t*>(signs), stream, true);
 }
 
 extern "C" const char* afgan_flrelu_cuda_last_error(void) { return g_last_error; }
@@ -267,5 +286,16 @@ extern "C" int afgan_flrelu_output_shape(const AfganFlreluParams* p, int64_t* sh
   shape[1] = afgan_out_h(*p);
   shape[2] = afgan_out_w(*p);
   shape[3] = p->c;
+  return AFGAN_FLRELU_OK;
+}
+
+extern "C" int afgan_flrelu_signs_shape(const AfganFlreluParams* p, int64_t* shape) {
+  if (p == nullptr) return Fail(AFGAN_FLRELU_BAD_X, "params is NULL");
+  const int code = afgan_check_params(*p);
+  if (code != AFGAN_FLRELU_OK) return Fail(code, afgan_flrelu_error(code));
+  shape[0] = p->n;
+  shape[1] = afgan_tmp_h(*p);
+  shape[2] = afgan_tmp_w(*p);
+  shape[3] = 4 * afgan_sign_words(*p);
   return AFGAN_FLRELU_OK;
 }
