@@ -18,8 +18,8 @@
 
 #include "filtered_lrelu.h"
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__)
-#include <immintrin.h>   // Its intrinsics carry their own target attributes: usable in the regions below.
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>   // GCC's intrinsics carry their own target attributes: usable in the regions below.
 #endif
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__)

@@ -111,7 +111,7 @@ inline uint32_t LaneMask(NIVec m) {
   return _mm512_movepi32_mask(reinterpret_cast<__m512i>(m));
 #elif AFGAN_CPU_ISA == 1
   return uint32_t(_mm256_movemask_ps(reinterpret_cast<__m256>(m)));
-#elif defined(__SSE2__)
+#elif defined(__SSE2__) && (defined(__x86_64__) || defined(__i386__))
   return uint32_t(_mm_movemask_ps(reinterpret_cast<__m128>(m)));
 #else
   uint32_t mask = 0;
