@@ -85,9 +85,13 @@ AFGAN_HD int64_t afgan_out_len(int64_t in, int64_t up, int64_t down, int64_t p0,
   return t < 0 ? 0 : t / down + 1;
 }
 
-// Intermediate (after the up filter) and output sizes of valid parameters.
-AFGAN_HD int afgan_tmp_w(const AfganFlreluParams& p) { return p.w * p.up + p.px0 + p.px1 - p.fu_w + 1; }
-AFGAN_HD int afgan_tmp_h(const AfganFlreluParams& p) { return p.h * p.up + p.py0 + p.py1 - p.fu_h + 1; }
+// Intermediate length along one axis (after the up filter; 64-bit), and the intermediate and
+// output sizes of valid parameters.
+AFGAN_HD int64_t afgan_tmp_len(int64_t in, int64_t up, int64_t p0, int64_t p1, int64_t fu) {
+  return in * up + p0 + p1 - fu + 1;
+}
+AFGAN_HD int afgan_tmp_w(const AfganFlreluParams& p) { return (int)afgan_tmp_len(p.w, p.up, p.px0, p.px1, p.fu_w); }
+AFGAN_HD int afgan_tmp_h(const AfganFlreluParams& p) { return (int)afgan_tmp_len(p.h, p.up, p.py0, p.py1, p.fu_h); }
 AFGAN_HD int afgan_out_w(const AfganFlreluParams& p) {
   return (int)afgan_out_len(p.w, p.up, p.down, p.px0, p.px1, p.fu_w, p.fd_w);
 }
@@ -184,28 +188,20 @@ AFGAN_HD bool afgan_tap_range(const AfganPass& s, int o, int* t0, int* t1, int* 
   return t < end;
 }
 
-// Elementwise activation and its derivative (0 where clamped).
+// Elementwise activation (its derivative comes from the signs below).
 AFGAN_HD float afgan_act(float v, float gain, float slope, float clamp) {
   v = (v >= 0.f ? v : v * slope) * gain;
   if (clamp >= 0.f) v = v > clamp ? clamp : (v < -clamp ? -clamp : v);
   return v;
-}
-AFGAN_HD float afgan_act_grad(float v, float gain, float slope, float clamp) {
-  const float d = v >= 0.f ? gain : gain * slope;
-  if (clamp >= 0.f) {
-    const float a = (v >= 0.f ? v : v * slope) * gain;
-    if (a > clamp || a < -clamp) return 0.f;
-  }
-  return d;
 }
 
 // ---------------------------------------------------------------------------
 // Signs: what the gradient needs of the pre-activation v, 2 bits per element of the
 // intermediate (after the up filter, before the down filter), written by the forward
 // pass when a gradient is wanted. Bit 0: negative, !(v >= 0) (so -0 counts as positive
-// and NaN as negative, as in afgan_act_grad); bit 1: clamped, |act(v)| > clamp (clamp
-// >= 0). act'(v) is then gain, gain * slope or 0 (afgan_sign_grad), exactly
-// afgan_act_grad(v). Layout: uint8 [n, tmp_h, tmp_w, 4 * ceil(c / 16)], i.e. one 32-bit
+// and NaN as negative); bit 1: clamped, |act(v)| > clamp (clamp >= 0). act'(v) is then
+// gain, gain * slope or 0 (afgan_sign_grad): the derivative of afgan_act, 0 where clamped,
+// as the earlier recomputing kernels had it. Layout: uint8 [n, tmp_h, tmp_w, 4 * ceil(c / 16)], i.e. one 32-bit
 // (little-endian) word per position and block of 16 channels: channel c's negative bit is
 // bit c % 16 of word c / 16 and its clamped bit is bit 16 + c % 16, so that the CPU kernels
 // write and read a block's bits as two 16-bit lane masks.
@@ -245,7 +241,7 @@ AFGAN_HD int afgan_check_signs(const AfganFlreluParams& p) {
   return afgan_sign_bytes(p) > AFGAN_FLRELU_MAX_SIGN_BYTES ? AFGAN_FLRELU_SIGNS_TOO_LARGE : AFGAN_FLRELU_OK;
 }
 
-// Input size along one axis from the intermediate length (the inverse of afgan_tmp_w / _h),
+// Input size along one axis from the intermediate length (the inverse of afgan_tmp_len),
 // or -1 when no input size gives that length.
 AFGAN_HD int64_t afgan_in_len_from_tmp(int64_t tmp, int64_t up, int64_t p0, int64_t p1, int64_t fu) {
   const int64_t padded = tmp - p0 - p1 + fu - 1;

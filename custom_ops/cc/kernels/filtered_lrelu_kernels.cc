@@ -87,6 +87,7 @@ class FilteredLreluBase : public OpKernel {
     OP_REQUIRES(ctx, b.dims() == 1 && b.dim_size(0) == x.dim_size(3),
                 errors::InvalidArgument("b must have shape [", x.dim_size(3), "] (the channels of x), got ",
                                         b.shape().DebugString()));
+    if (!CheckFilters(ctx, fu, fd)) return;
     SetupParams(ctx, x.dim_size(0), x.dim_size(1), x.dim_size(2), x.dim_size(3), fu, fd, p);
   }
 
@@ -101,7 +102,7 @@ class FilteredLreluBase : public OpKernel {
                 errors::InvalidArgument("signs must be the [batch, tmp_h, tmp_w, bytes] signs of the forward ",
                                         "(run with write_signs), got shape ", signs.shape().DebugString(),
                                         " for dy ", dy.shape().DebugString()));
-    OP_REQUIRES(ctx, CheckFilter(ctx, fu, "fu") && CheckFilter(ctx, fd, "fd"), ctx->status());
+    if (!CheckFilters(ctx, fu, fd)) return;
     const int64_t h = afgan_in_len_from_tmp(signs.dim_size(1), up_, padding_[2], padding_[3],
                                             fu.dim_size(0));
     const int64_t w = afgan_in_len_from_tmp(signs.dim_size(2), up_, padding_[0], padding_[1],
@@ -123,6 +124,35 @@ class FilteredLreluBase : public OpKernel {
                                         p->c, " channels, got shape ", signs.shape().DebugString()));
   }
 
+  // Checks the forward's inputs and allocates y and the signs (zeroed here when zero_signs_on_host;
+  // NULL without write_signs). False when there is nothing to compute: an error, or an empty batch.
+  bool PrepareForward(OpKernelContext* ctx, bool zero_signs_on_host, AfganFlreluParams* p, Tensor** y,
+                      uint8_t** signs) {
+    Setup(ctx, ctx->input(0), ctx->input(1), ctx->input(2), ctx->input(3), p);
+    if (!ctx->status().ok()) return false;
+    const ::tensorflow::Status status =
+        ctx->allocate_output(0, TensorShape({p->n, afgan_out_h(*p), afgan_out_w(*p), p->c}), y);
+    if (!status.ok()) {
+      ctx->SetStatus(status);
+      return false;
+    }
+    *signs = AllocateSigns(ctx, *p, zero_signs_on_host);
+    return ctx->status().ok() && p->n > 0;
+  }
+
+  // Checks the gradient's inputs (dy, signs, fu, fd) and allocates dx; false when there is nothing to compute.
+  bool PrepareGrad(OpKernelContext* ctx, AfganFlreluParams* p, Tensor** dx) {
+    SetupGrad(ctx, ctx->input(0), ctx->input(1), ctx->input(2), ctx->input(3), p);
+    if (!ctx->status().ok()) return false;
+    const ::tensorflow::Status status = ctx->allocate_output(0, TensorShape({p->n, p->h, p->w, p->c}), dx);
+    if (!status.ok()) {
+      ctx->SetStatus(status);
+      return false;
+    }
+    return p->n > 0;
+  }
+
+ private:
   // The forward's signs output: afgan_sign_bytes zeroed bytes with write_signs, else empty.
   // Returns its data (NULL when empty or on error).
   uint8_t* AllocateSigns(OpKernelContext* ctx, const AfganFlreluParams& p, bool zero_on_host) {
@@ -148,7 +178,6 @@ class FilteredLreluBase : public OpKernel {
     return data;
   }
 
- private:
   bool CheckFilter(OpKernelContext* ctx, const Tensor& f, const char* name) {
     if (f.dims() != 1 && f.dims() != 2) {
       ctx->CtxFailure(errors::InvalidArgument(name, " must be 1-D [taps] or 2-D [height, width], got shape ",
@@ -164,11 +193,14 @@ class FilteredLreluBase : public OpKernel {
     }
     return true;
   }
+  bool CheckFilters(OpKernelContext* ctx, const Tensor& fu, const Tensor& fd) {
+    return CheckFilter(ctx, fu, "fu") && CheckFilter(ctx, fd, "fd");
+  }
 
-  // Fills the parameters for x of shape [n, h, w, c] (each checked against the limits by the caller).
+  // Fills the parameters for x of shape [n, h, w, c] (each checked against the limits, and the filters,
+  // by the caller).
   void SetupParams(OpKernelContext* ctx, int64_t n, int64_t h, int64_t w, int64_t c, const Tensor& fu,
                    const Tensor& fd, AfganFlreluParams* p) {
-    if (!CheckFilter(ctx, fu, "fu") || !CheckFilter(ctx, fd, "fd")) return;
     *p = AfganFlreluParams{};
     p->n = static_cast<int>(n);
     p->h = static_cast<int>(h);
@@ -219,16 +251,13 @@ class FilteredLreluCpuOp : public FilteredLreluBase {
   using FilteredLreluBase::FilteredLreluBase;
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor &x = ctx->input(0), &fu = ctx->input(1), &fd = ctx->input(2), &b = ctx->input(3);
     AfganFlreluParams p;
-    Setup(ctx, x, fu, fd, b, &p);
-    if (!ctx->status().ok()) return;
     Tensor* y = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({p.n, afgan_out_h(p), afgan_out_w(p), p.c}), &y));
-    uint8_t* signs = AllocateSigns(ctx, p, true);
-    if (!ctx->status().ok() || p.n == 0) return;
-    cpu::Forward(p, fu.flat<float>().data(), fd.flat<float>().data(), x.flat<float>().data(),
-                 b.flat<float>().data(), y->flat<float>().data(), signs, ThreadPoolFor(ctx));
+    uint8_t* signs = nullptr;
+    if (!PrepareForward(ctx, true, &p, &y, &signs)) return;
+    cpu::Forward(p, ctx->input(1).flat<float>().data(), ctx->input(2).flat<float>().data(),
+                 ctx->input(0).flat<float>().data(), ctx->input(3).flat<float>().data(), y->flat<float>().data(),
+                 signs, ThreadPoolFor(ctx));
   }
 };
 
@@ -237,15 +266,12 @@ class FilteredLreluGradCpuOp : public FilteredLreluBase {
   using FilteredLreluBase::FilteredLreluBase;
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor &dy = ctx->input(0), &signs = ctx->input(1), &fu = ctx->input(2), &fd = ctx->input(3);
     AfganFlreluParams p;
-    SetupGrad(ctx, dy, signs, fu, fd, &p);
-    if (!ctx->status().ok()) return;
     Tensor* dx = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({p.n, p.h, p.w, p.c}), &dx));
-    if (p.n == 0) return;
-    cpu::Backward(p, fu.flat<float>().data(), fd.flat<float>().data(), dy.flat<float>().data(),
-                  signs.flat<uint8_t>().data(), dx->flat<float>().data(), ThreadPoolFor(ctx));
+    if (!PrepareGrad(ctx, &p, &dx)) return;
+    cpu::Backward(p, ctx->input(2).flat<float>().data(), ctx->input(3).flat<float>().data(),
+                  ctx->input(0).flat<float>().data(), ctx->input(1).flat<uint8_t>().data(), dx->flat<float>().data(),
+                  ThreadPoolFor(ctx));
   }
 };
 
@@ -257,25 +283,27 @@ REGISTER_KERNEL_BUILDER(Name("AfganFilteredLreluGrad").Device(::tensorflow::DEVI
 // GPU kernels: filters arrive in host memory, everything else on the device; the
 // CUDA code runs on the op's stream.
 
+// The status of a CUDA entry point's result.
+void CheckCudaCall(OpKernelContext* ctx, int code) {
+  OP_REQUIRES(ctx, code == 0, errors::Internal("filtered_lrelu CUDA kernel failed: ", afgan_flrelu_error(code), " ",
+                                               afgan_flrelu_cuda_last_error()));
+}
+
 class FilteredLreluGpuForward : public FilteredLreluBase {
  public:
   using FilteredLreluBase::FilteredLreluBase;
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor &x = ctx->input(0), &fu = ctx->input(1), &fd = ctx->input(2), &b = ctx->input(3);
     AfganFlreluParams p;
-    Setup(ctx, x, fu, fd, b, &p);
-    if (!ctx->status().ok()) return;
     Tensor* y = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({p.n, afgan_out_h(p), afgan_out_w(p), p.c}), &y));
-    uint8_t* signs = AllocateSigns(ctx, p, false);   // Zeroed by the CUDA entry point, on the stream.
-    if (!ctx->status().ok() || p.n == 0) return;
+    uint8_t* signs = nullptr;
+    if (!PrepareForward(ctx, false, &p, &y, &signs)) return;   // The CUDA entry point clears the signs.
     auto stream = reinterpret_cast<cudaStream_t>(ctx->eigen_gpu_device().stream());
-    const int code = afgan_flrelu_cuda_forward(&p, x.flat<float>().data(), b.flat<float>().data(),
-                                               fu.flat<float>().data(), fd.flat<float>().data(),
-                                               y->flat<float>().data(), signs, stream);
-    OP_REQUIRES(ctx, code == 0, errors::Internal("filtered_lrelu CUDA kernel failed: ", afgan_flrelu_error(code),
-                                                 " ", afgan_flrelu_cuda_last_error()));
+    const int code = afgan_flrelu_cuda_forward(&p, ctx->input(0).flat<float>().data(),
+                                               ctx->input(3).flat<float>().data(), ctx->input(1).flat<float>().data(),
+                                               ctx->input(2).flat<float>().data(), y->flat<float>().data(), signs,
+                                               stream);
+    CheckCudaCall(ctx, code);
   }
 };
 
@@ -284,19 +312,14 @@ class FilteredLreluGpuBackward : public FilteredLreluBase {
   using FilteredLreluBase::FilteredLreluBase;
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor &dy = ctx->input(0), &signs = ctx->input(1), &fu = ctx->input(2), &fd = ctx->input(3);
     AfganFlreluParams p;
-    SetupGrad(ctx, dy, signs, fu, fd, &p);
-    if (!ctx->status().ok()) return;
     Tensor* dx = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({p.n, p.h, p.w, p.c}), &dx));
-    if (p.n == 0) return;
+    if (!PrepareGrad(ctx, &p, &dx)) return;
     auto stream = reinterpret_cast<cudaStream_t>(ctx->eigen_gpu_device().stream());
-    const int code = afgan_flrelu_cuda_backward(&p, dy.flat<float>().data(), signs.flat<uint8_t>().data(),
-                                                fu.flat<float>().data(), fd.flat<float>().data(),
-                                                dx->flat<float>().data(), stream);
-    OP_REQUIRES(ctx, code == 0, errors::Internal("filtered_lrelu CUDA kernel failed: ", afgan_flrelu_error(code),
-                                                 " ", afgan_flrelu_cuda_last_error()));
+    const int code = afgan_flrelu_cuda_backward(&p, ctx->input(0).flat<float>().data(),
+                                                ctx->input(1).flat<uint8_t>().data(), ctx->input(2).flat<float>().data(),
+                                                ctx->input(3).flat<float>().data(), dx->flat<float>().data(), stream);
+    CheckCudaCall(ctx, code);
   }
 };
 

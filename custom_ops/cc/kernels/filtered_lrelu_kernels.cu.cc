@@ -205,13 +205,19 @@ int Fail(int code, const char* what, cudaError_t err = cudaSuccess) {
   return code;
 }
 
+// 0 when `p` is given and valid, else the failure (recorded for afgan_flrelu_cuda_last_error).
+int CheckParams(const AfganFlreluParams* p) {
+  if (p == nullptr) return Fail(AFGAN_FLRELU_BAD_X, "params is NULL");
+  const int code = afgan_check_params(*p);
+  return code == AFGAN_FLRELU_OK ? code : Fail(code, afgan_flrelu_error(code));
+}
+
 // Forward (x, b -> out = y, and the signs when `signs` is not NULL) or gradient (dy, signs -> out = dx).
 int Launch(const AfganFlreluParams* pp, const float* dy, const float* x, const float* b, const float* fu,
            const float* fd, float* out, uint8_t* signs, cudaStream_t stream, bool backward) {
-  if (pp == nullptr) return Fail(AFGAN_FLRELU_BAD_X, "params is NULL");
+  const int code = CheckParams(pp);
+  if (code != AFGAN_FLRELU_OK) return code;
   const AfganFlreluParams p = *pp;
-  const int code = afgan_check_params(p);
-  if (code != AFGAN_FLRELU_OK) return Fail(code, afgan_flrelu_error(code));
   if (p.n == 0) return AFGAN_FLRELU_OK;
   const int64_t channel_groups = (int64_t(p.c) + kCh - 1) / kCh;
   if (p.n > 65535 || channel_groups > 65535) {
@@ -279,9 +285,8 @@ extern "C" int afgan_flrelu_cuda_backward(const AfganFlreluParams* p, const floa
 extern "C" const char* afgan_flrelu_cuda_last_error(void) { return g_last_error; }
 
 extern "C" int afgan_flrelu_output_shape(const AfganFlreluParams* p, int64_t* shape) {
-  if (p == nullptr) return Fail(AFGAN_FLRELU_BAD_X, "params is NULL");
-  const int code = afgan_check_params(*p);
-  if (code != AFGAN_FLRELU_OK) return Fail(code, afgan_flrelu_error(code));
+  const int code = CheckParams(p);
+  if (code != AFGAN_FLRELU_OK) return code;
   shape[0] = p->n;
   shape[1] = afgan_out_h(*p);
   shape[2] = afgan_out_w(*p);
@@ -290,9 +295,8 @@ extern "C" int afgan_flrelu_output_shape(const AfganFlreluParams* p, int64_t* sh
 }
 
 extern "C" int afgan_flrelu_signs_shape(const AfganFlreluParams* p, int64_t* shape) {
-  if (p == nullptr) return Fail(AFGAN_FLRELU_BAD_X, "params is NULL");
-  const int code = afgan_check_params(*p);
-  if (code != AFGAN_FLRELU_OK) return Fail(code, afgan_flrelu_error(code));
+  const int code = CheckParams(p);
+  if (code != AFGAN_FLRELU_OK) return code;
   shape[0] = p->n;
   shape[1] = afgan_tmp_h(*p);
   shape[2] = afgan_tmp_w(*p);

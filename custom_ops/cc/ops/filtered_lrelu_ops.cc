@@ -37,6 +37,24 @@ Status FilterSize(InferenceContext* c, int index, const char* name, int64_t* fw,
   return Status();
 }
 
+// The up, down and padding attributes of either op, checked.
+Status ResamplingAttrs(InferenceContext* c, int* up, int* down, std::vector<int>* padding) {
+  TF_RETURN_IF_ERROR(c->GetAttr("up", up));
+  TF_RETURN_IF_ERROR(c->GetAttr("down", down));
+  TF_RETURN_IF_ERROR(c->GetAttr("padding", padding));
+  if (*up < 1 || *up > AFGAN_FLRELU_MAX_FACTOR) {
+    return ::tensorflow::errors::InvalidArgument("up must be in [1, ", AFGAN_FLRELU_MAX_FACTOR, "], got ", *up);
+  }
+  if (*down < 1 || *down > AFGAN_FLRELU_MAX_FACTOR) {
+    return ::tensorflow::errors::InvalidArgument("down must be in [1, ", AFGAN_FLRELU_MAX_FACTOR, "], got ", *down);
+  }
+  if (padding->size() != 4) {
+    return ::tensorflow::errors::InvalidArgument("padding must be [x0, x1, y0, y1], got ", padding->size(),
+                                                 " values");
+  }
+  return Status();
+}
+
 Status FilteredLreluShape(InferenceContext* c) {
   ShapeHandle x;
   TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 4, &x));
@@ -46,19 +64,7 @@ Status FilteredLreluShape(InferenceContext* c) {
   TF_RETURN_IF_ERROR(c->Merge(c->Dim(x, 3), c->Dim(b, 0), &channels));
   int up, down;
   std::vector<int> padding;
-  TF_RETURN_IF_ERROR(c->GetAttr("up", &up));
-  TF_RETURN_IF_ERROR(c->GetAttr("down", &down));
-  TF_RETURN_IF_ERROR(c->GetAttr("padding", &padding));
-  if (up < 1 || up > AFGAN_FLRELU_MAX_FACTOR) {
-    return ::tensorflow::errors::InvalidArgument("up must be in [1, ", AFGAN_FLRELU_MAX_FACTOR, "], got ", up);
-  }
-  if (down < 1 || down > AFGAN_FLRELU_MAX_FACTOR) {
-    return ::tensorflow::errors::InvalidArgument("down must be in [1, ", AFGAN_FLRELU_MAX_FACTOR, "], got ", down);
-  }
-  if (padding.size() != 4) {
-    return ::tensorflow::errors::InvalidArgument("padding must be [x0, x1, y0, y1], got ", padding.size(),
-                                                 " values");
-  }
+  TF_RETURN_IF_ERROR(ResamplingAttrs(c, &up, &down, &padding));
   int64_t fu_w, fu_h, fd_w, fd_h;
   TF_RETURN_IF_ERROR(FilterSize(c, 1, "fu", &fu_w, &fu_h));
   TF_RETURN_IF_ERROR(FilterSize(c, 2, "fd", &fd_w, &fd_h));
@@ -91,7 +97,7 @@ Status FilteredLreluShape(InferenceContext* c) {
   // Signs: [n, tmp_h, tmp_w, 4 * ceil(c / 16)] bytes (filtered_lrelu.h).
   auto tmp_dim = [&](int axis, int64_t fu, int p0, int p1) {
     const int64_t in = c->Value(c->Dim(x, axis));
-    return in < 0 || fu < 0 ? c->UnknownDim() : c->MakeDim(in * up + p0 + p1 - fu + 1);
+    return in < 0 || fu < 0 ? c->UnknownDim() : c->MakeDim(afgan_tmp_len(in, up, p0, p1, fu));
   };
   const int64_t ch = c->Value(channels);
   c->set_output(1, c->MakeShape({c->Dim(x, 0), tmp_dim(1, fu_h, padding[2], padding[3]),
@@ -108,14 +114,9 @@ Status FilteredLreluGradShape(InferenceContext* c) {
   TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 4, &signs));
   DimensionHandle n;
   TF_RETURN_IF_ERROR(c->Merge(c->Dim(dy, 0), c->Dim(signs, 0), &n));
-  int up;
+  int up, down;
   std::vector<int> padding;
-  TF_RETURN_IF_ERROR(c->GetAttr("up", &up));
-  TF_RETURN_IF_ERROR(c->GetAttr("padding", &padding));
-  if (padding.size() != 4) {
-    return ::tensorflow::errors::InvalidArgument("padding must be [x0, x1, y0, y1], got ", padding.size(),
-                                                 " values");
-  }
+  TF_RETURN_IF_ERROR(ResamplingAttrs(c, &up, &down, &padding));
   int64_t fu_w, fu_h, fd_w, fd_h;
   TF_RETURN_IF_ERROR(FilterSize(c, 2, "fu", &fu_w, &fu_h));
   TF_RETURN_IF_ERROR(FilterSize(c, 3, "fd", &fd_w, &fd_h));
